@@ -1,0 +1,36 @@
+"""Where the Ray cluster is and how the system's actors are placed on it."""
+
+from pydantic import Field
+
+from trtseg.config.base import Section
+
+
+class ClusterConfig(Section):
+    """Ray cluster connection and placement."""
+
+    address: str | None = Field(
+        default=None,
+        title="Ray address",
+        description="Address of an existing Ray cluster ('auto', 'ray://host:10001' or 'host:port'). "
+        "Empty: start a local single-node cluster.",
+    )
+    namespace: str = Field(default="trtseg", title="Ray namespace", description="Namespace of the named actors.")
+    head_port: int = Field(
+        default=6380,
+        ge=1024,
+        le=65535,
+        title="Local head port",
+        description="GCS port of a local cluster started by `run`; not Ray's default 6379, which Redis often holds.",
+    )
+    dashboard_host: str = Field(default="127.0.0.1", description="Bind address of the Ray dashboard of a local cluster.")
+    dashboard_port: int = Field(default=8265, ge=0, le=65535, description="Port of the Ray dashboard of a local cluster.")
+    num_cpus: int | None = Field(default=None, ge=1, description="CPUs a local cluster offers; empty: all.")
+    segmenters_per_gpu: int = Field(
+        default=1, ge=1, le=8, description="Segmentation actors per GPU (one is right unless the engine is tiny)."
+    )
+    cpu_segmenters: int = Field(
+        default=1, ge=0, le=64, description="Segmentation actors on a cluster without GPUs (CPU backend)."
+    )
+    max_actor_restarts: int = Field(
+        default=-1, ge=-1, description="Ray max_restarts for the pipeline's actors; -1 means without limit."
+    )

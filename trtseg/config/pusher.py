@@ -1,0 +1,31 @@
+"""How annotated frames are encoded and pushed."""
+
+from pathlib import Path
+
+from pydantic import Field
+
+from trtseg.config.base import Section
+
+
+class PusherConfig(Section):
+    """FFmpeg encoding settings shared by every camera's pusher."""
+
+    ffmpeg: str = Field(default="ffmpeg", description="FFmpeg executable.")
+    preset: str = Field(
+        default="veryfast",
+        pattern="^(ultrafast|superfast|veryfast|faster|fast|medium)$",
+        description="x264 preset; chosen by measurement (docs/BENCHMARKS.md).",
+    )
+    bitrate_kbps: int = Field(default=2500, ge=100, le=50000, description="Target video bitrate.")
+    gop_s: float = Field(default=1.0, gt=0, le=10, description="Keyframe interval in seconds (HLS segment unit).")
+    threads: int = Field(default=2, ge=0, le=64, description="x264 threads per camera; 0 lets x264 decide.")
+    hls_dir: Path = Field(default=Path("var/hls"), description="Where HLS playlists and segments are written.")
+    hls_segment_s: float = Field(default=2.0, gt=0, le=30, description="HLS segment duration.")
+    hls_list_size: int = Field(default=6, ge=2, le=100, description="Segments kept in the live playlist.")
+    draw_labels: bool = Field(default=True, description="Draw class names and scores.")
+    draw_boxes: bool = Field(default=True, description="Draw bounding boxes.")
+    draw_overlay: bool = Field(default=True, description="Draw camera name and wall-clock time.")
+    mask_alpha: float = Field(default=0.45, ge=0.0, le=1.0, description="Opacity of instance masks.")
+    restart_backoff_s: float = Field(default=1.0, gt=0, le=60, description="First wait before restarting FFmpeg.")
+    restart_backoff_max_s: float = Field(default=30.0, gt=0, le=600, description="Longest wait between restarts.")
+    jpeg_quality: int = Field(default=80, ge=10, le=100, description="Quality of live-view and key frame JPEGs.")
