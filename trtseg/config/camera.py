@@ -56,6 +56,18 @@ class CameraConfig(Section):
     loop: bool = Field(default=False, description="Restart a file source at its end (demo and tests).")
     rtsp_transport: str = Field(default="tcp", pattern="^(tcp|udp)$", description="RTSP transport.")
     open_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Timeout to open and read the source.")
+    reconnect_backoff_s: float = Field(
+        default=0.5, gt=0, le=60, description="First wait before reconnecting a lost source; doubles each failure."
+    )
+    reconnect_backoff_max_s: float = Field(
+        default=10.0, gt=0, le=600, description="Longest wait between reconnect attempts."
+    )
+    max_failures: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="Consecutive failed connects after which the decoder gives up (state 'failed'); 0: keep trying.",
+    )
     inference_fps: float | None = Field(
         default=None, gt=0, le=120, description="Infer at most this many frames a second; empty: every frame."
     )
