@@ -10,6 +10,11 @@ want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
 
 runtime_pkgs=(ffmpeg)
+python=${PYTHON:-python3}
+# A fresh Debian has python3 but neither venv nor pip.
+if ! command -v "$python" >/dev/null || ! "$python" -c "import ensurepip, venv" 2>/dev/null; then
+  runtime_pkgs+=(python3 python3-venv python3-pip)
+fi
 test_pkgs=(mariadb-server nginx-light libnginx-mod-rtmp chromium
            python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
@@ -31,7 +36,6 @@ if (( ${#missing[@]} )); then
   $sudo_cmd systemctl disable --now nginx >/dev/null 2>&1 || $sudo_cmd service nginx stop >/dev/null 2>&1 || true
 fi
 
-python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   echo "[setup] creating .venv with $($python --version)"
   $python -m venv .venv

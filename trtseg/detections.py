@@ -31,8 +31,9 @@ class Detections:
     frame_shape: tuple[int, int] = (0, 0)  # (height, width)
 
     @classmethod
-    def empty(cls, frame_shape: tuple[int, int] = (0, 0), names: dict[int, str] | None = None,
-              with_masks: bool = True) -> Detections:
+    def empty(
+        cls, frame_shape: tuple[int, int] = (0, 0), names: dict[int, str] | None = None, with_masks: bool = True
+    ) -> Detections:
         height, width = frame_shape
         return cls(
             boxes=np.zeros((0, 4), np.float32),

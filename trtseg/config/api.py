@@ -23,3 +23,8 @@ class ApiConfig(Section):
         default=Path("var/videos"), description="The only directory file:// camera sources may read from."
     )
     max_upload_mb: float = Field(default=16.0, gt=0, le=512, description="Largest image for on-demand inference.")
+    live_fps: float = Field(default=10.0, gt=0, le=30, description="Frame rate of the MJPEG live views.")
+    live_max_s: float = Field(
+        default=3600.0, gt=0, le=86400, description="Longest one MJPEG live view runs before the client reconnects."
+    )
+    max_page_size: int = Field(default=500, ge=1, le=10_000, description="Most events one GET /events page returns.")

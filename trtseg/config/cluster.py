@@ -22,8 +22,12 @@ class ClusterConfig(Section):
         title="Local head port",
         description="GCS port of a local cluster started by `run`; not Ray's default 6379, which Redis often holds.",
     )
-    dashboard_host: str = Field(default="127.0.0.1", description="Bind address of the Ray dashboard of a local cluster.")
-    dashboard_port: int = Field(default=8265, ge=0, le=65535, description="Port of the Ray dashboard of a local cluster.")
+    dashboard_host: str = Field(
+        default="127.0.0.1", description="Bind address of the Ray dashboard of a local cluster."
+    )
+    dashboard_port: int = Field(
+        default=8265, ge=0, le=65535, description="Port of the Ray dashboard of a local cluster."
+    )
     num_cpus: int | None = Field(default=None, ge=1, description="CPUs a local cluster offers; empty: all.")
     segmenters_per_gpu: int = Field(
         default=1, ge=1, le=8, description="Segmentation actors per GPU (one is right unless the engine is tiny)."

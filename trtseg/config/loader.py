@@ -80,6 +80,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Set ``TRTSEG__A__B=v`` as data["a"]["b"] = v; a numeric part indexes a list (cameras)."""
     for key, raw in sorted(environ.items()):
         if not key.startswith(ENV_PREFIX):
             continue
@@ -90,11 +91,22 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> No
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
-        node: dict[str, Any] = data
-        for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[path[-1]] = value
+        node: Any = data
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"environment override {key}: '{part}' is not an index of the list")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+                continue
+            if last:
+                node[part] = value
+            else:
+                if path[depth + 1].isdigit() and not isinstance(node.get(part), list):
+                    raise ConfigError(f"environment override {key}: '{path[depth + 1]}' is not an index of a list")
+                if not isinstance(node.get(part), dict | list):
+                    node[part] = {}
+                node = node[part]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
 
 from trtseg.config.api import ApiConfig
 from trtseg.config.base import Section
@@ -31,6 +33,32 @@ class SystemConfig(Section):
                 raise ValueError(f"camera id '{camera.id}' is used more than once")
             seen.add(camera.id)
         return self
+
+    def with_paths_resolved(self, root: Path) -> SystemConfig:
+        """A copy whose relative file paths are anchored at ``root`` (the project checkout).
+
+        Actors may run with another working directory (or on another node with the same checkout
+        path), so every path leaves the driver absolute.
+        """
+        resolved = self.model_copy(deep=True)
+
+        def anchor(path: Path) -> Path:
+            return path if path.is_absolute() else (root / path).resolve()
+
+        resolved.engine.model = anchor(resolved.engine.model)
+        resolved.engine.cache_dir = anchor(resolved.engine.cache_dir)
+        resolved.pusher.hls_dir = anchor(resolved.pusher.hls_dir)
+        resolved.sink.keyframe_dir = anchor(resolved.sink.keyframe_dir)
+        resolved.sink.spool_dir = anchor(resolved.sink.spool_dir)
+        if resolved.api.file_source_dir is not None:
+            resolved.api.file_source_dir = anchor(resolved.api.file_source_dir)
+        url = resolved.sink.database_url.get_secret_value()
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            resolved.sink.database_url = SecretStr("sqlite:///" + str(anchor(Path(url[len("sqlite:///") :]))))
+        for camera in resolved.cameras:
+            if "://" not in camera.source and not Path(camera.source).is_absolute():
+                camera.source = str(anchor(Path(camera.source)))
+        return resolved
 
     def camera(self, camera_id: str) -> CameraConfig:
         """The camera with this id (KeyError when absent)."""
