@@ -27,4 +27,3 @@ class ApiConfig(Section):
     live_max_s: float = Field(
         default=3600.0, gt=0, le=86400, description="Longest one MJPEG live view runs before the client reconnects."
     )
-    max_page_size: int = Field(default=500, ge=1, le=10_000, description="Most events one GET /events page returns.")

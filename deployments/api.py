@@ -1,0 +1,140 @@
+"""The FastAPI app: routes, auth, CORS, request ids, error handling and the dashboard's static files.
+
+`create_app` takes its collaborators as arguments so tests drive it with a real EventStore and a
+real controller without Ray Serve in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import trtseg
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from trtseg.config import ApiConfig, PusherConfig
+
+from deployments import routes_cameras, routes_events, routes_infer, routes_system
+from deployments.auth import require_read, require_write
+from deployments.context import ApiContext
+from deployments.control import CameraConflict, CameraNotFound, ControlError, ControlPlane, InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+DESCRIPTION = """\
+trtseg's HTTP API: cameras (add, change, remove, live annotated views), events with key frames,
+on-demand segmentation and metrics. Mutating endpoints need `Authorization: Bearer <token>` when
+a token is configured (reads too with `token_for_reads`; media reads also accept `?access_token=`).
+The web dashboard is at `/`.
+"""
+CONTROL_STATUS = {CameraNotFound: 404, CameraConflict: 409, InvalidRequest: 422}
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", None) or "-"
+
+
+def _problem(request: Request, status_code: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    rid = _request_id(request)
+    return JSONResponse(
+        {"detail": detail, "request_id": rid}, status_code=status_code, headers={**(headers or {}), "X-Request-ID": rid}
+    )
+
+
+def _install_handlers(app: FastAPI, ctx: ApiContext) -> None:
+    @app.middleware("http")
+    async def request_context(request: Request, call_next: Any) -> Any:
+        incoming = request.headers.get("x-request-id", "")
+        request.state.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            logger.exception("unhandled error request_id=%s path=%s", request.state.request_id, request.url.path)
+            response = _problem(request, 500, "internal error; quote the request id when reporting it")
+        route = request.scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        ctx.metrics.observe(request.method, template, response.status_code, time.perf_counter() - started)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return _problem(request, error.status_code, error.detail, dict(error.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in error.errors()
+        ]
+        return _problem(request, 422, problems)
+
+    @app.exception_handler(ControlError)
+    async def control_error(request: Request, error: ControlError) -> JSONResponse:
+        status_code = next((code for kind, code in CONTROL_STATUS.items() if isinstance(error, kind)), 503)
+        if status_code == 404:
+            detail = (
+                f"camera '{error}' not found" if str(error) and " " not in str(error) else str(error) or "not found"
+            )
+        else:
+            detail = str(error)
+        headers = {"Retry-After": "2"} if status_code == 503 else None
+        return _problem(request, status_code, detail, headers)
+
+
+def create_app(
+    control: ControlPlane,
+    store: Any,
+    config: ApiConfig,
+    *,
+    pusher: PusherConfig | None = None,
+    keyframe_dir: Path | None = None,
+) -> FastAPI:
+    """The whole API. ``store`` is a migrated trtseg.db.EventStore; ``pusher`` gives the HLS directory;
+    ``keyframe_dir`` lets the API read key frames itself (else it asks the controller)."""
+    ctx = ApiContext(
+        control=control, store=store, config=config, pusher=pusher or PusherConfig(), keyframe_dir=keyframe_dir
+    )
+    app = FastAPI(
+        title="trtseg",
+        version=trtseg.__version__,
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "system", "description": "Liveness, readiness, versions, configuration, metrics."},
+            {"name": "cameras", "description": "Camera registry, live views and HLS files."},
+            {"name": "events", "description": "Detected events and their key frames."},
+            {"name": "inference", "description": "Segmentation of an uploaded image."},
+            {"name": "dashboard", "description": "The web page."},
+        ],
+    )
+    app.state.ctx = ctx
+    read, write = require_read(config), require_write(config)
+    app.include_router(routes_system.build_router(read))
+    app.include_router(routes_cameras.build_router(read, write))
+    app.include_router(routes_events.build_router(read))
+    app.include_router(routes_infer.build_router(write))
+    _install_handlers(app, ctx)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(
+            STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"}
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,121 @@
+"""Liveness, readiness, versions, configuration summary and Prometheus metrics."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import trtseg
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from deployments.context import ApiContext, get_context
+from deployments.control import ControlError
+from deployments.metrics import camera_lines
+from deployments.models import Liveness, Problem, Readiness, VersionInfo
+
+READY_STATES = {"ok", "ready", "live", "running", "alive", "healthy", "up", "true"}
+SECRET_WORDS = ("token", "password", "secret", "database_url", "passwd", "key")
+
+
+def _component_ready(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, dict):
+        if "ready" in value:
+            return bool(value["ready"])
+        if "ok" in value:
+            return bool(value["ok"])
+        return str(value.get("state", value.get("status", ""))).lower() in READY_STATES
+    return str(value).lower() in READY_STATES
+
+
+def hide_secrets(value: Any, key: str = "") -> Any:
+    """Replace anything that looks like a credential by '***', however deep it sits."""
+    if isinstance(value, dict):
+        return {k: hide_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [hide_secrets(v, key) for v in value]
+    if value not in (None, "") and any(word in key.lower() for word in SECRET_WORDS):
+        return "***"
+    if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = value.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return value
+
+
+def build_router(read: Any) -> APIRouter:
+    router = APIRouter(tags=["system"])
+
+    @router.get("/health", response_model=Liveness, summary="Liveness", description="The API process answers.")
+    async def health() -> Liveness:
+        return Liveness(status="ok")
+
+    @router.get(
+        "/ready",
+        response_model=Readiness,
+        summary="Readiness",
+        description="Each component's state from the controller; 503 when any is not ready or the controller "
+        "cannot be reached.",
+        responses={503: {"model": Readiness, "description": "Not ready."}},
+        dependencies=[Depends(read)],
+    )
+    async def ready(ctx: ApiContext = Depends(get_context)) -> Any:
+        try:
+            components = await ctx.control.health()
+        except ControlError as error:
+            body = Readiness(ready=False, components={}, detail=str(error))
+            return JSONResponse(body.model_dump(), status_code=503)
+        parts = components.get("components", components) if isinstance(components, dict) else {}
+        if isinstance(components, dict) and "ready" in components and isinstance(components["ready"], bool):
+            ok = components["ready"]
+        else:
+            ok = bool(parts) and all(_component_ready(v) for v in parts.values())
+        body = Readiness(ready=ok, components=parts, detail=None if ok else "some components are not ready")
+        return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+    @router.get("/version", response_model=VersionInfo, summary="Versions", dependencies=[Depends(read)])
+    async def version() -> VersionInfo:
+        import fastapi
+        import ray
+
+        return VersionInfo(
+            trtseg=trtseg.__version__,
+            python=platform.python_version(),
+            ray=ray.__version__,
+            fastapi=fastapi.__version__,
+        )
+
+    @router.get(
+        "/config",
+        summary="Configuration summary",
+        description="The running system's configuration as the controller reports it, with every secret hidden.",
+        responses={503: {"model": Problem}},
+        dependencies=[Depends(read)],
+    )
+    async def config(ctx: ApiContext = Depends(get_context)) -> dict[str, Any]:
+        summary = await ctx.control.config_summary()
+        api = ctx.config.model_dump(mode="json")
+        return hide_secrets({**summary, "api": api})
+
+    @router.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics",
+        description="This replica's request counts and latencies, and each camera's figures from the controller, "
+        "in the Prometheus text format. The actors' own metrics (segmenter batch sizes, latencies, queue "
+        "lengths) are exported by Ray's metrics agent on every node: scrape the targets Ray writes to "
+        "/tmp/ray/prom_metrics_service_discovery.json (see Ray's 'Collecting and monitoring metrics').",
+        responses={200: {"content": {"text/plain": {"example": "trtseg_api_requests_total{...} 3\n"}}}},
+        dependencies=[Depends(read)],
+    )
+    async def metrics(ctx: ApiContext = Depends(get_context)) -> Response:
+        lines = ctx.metrics.render()
+        try:
+            cameras = await ctx.control.list_cameras()
+            lines += ["# TYPE trtseg_controller_up gauge", "trtseg_controller_up 1", *camera_lines(cameras)]
+        except ControlError:
+            lines += ["# TYPE trtseg_controller_up gauge", "trtseg_controller_up 0"]
+        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return router
