@@ -1,0 +1,21 @@
+"""Event storage: MySQL/MariaDB or embedded SQLite through one SQLAlchemy Core code path."""
+
+from trtseg.db.migrations import LATEST as SCHEMA_VERSION
+from trtseg.db.migrations import MigrationError
+from trtseg.db.models import CursorError, EventCount, EventOut, EventPage, EventQuery
+from trtseg.db.store import EventStore, RecordError, is_transient
+from trtseg.db.url import DatabaseUrlError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CursorError",
+    "DatabaseUrlError",
+    "EventCount",
+    "EventOut",
+    "EventPage",
+    "EventQuery",
+    "EventStore",
+    "MigrationError",
+    "RecordError",
+    "is_transient",
+]

@@ -1,0 +1,91 @@
+"""The event tables, in SQLAlchemy Core: one schema for MySQL/MariaDB and SQLite."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData()
+
+# Lengths are checked before writing (trtseg.db.store) so MySQL never truncates silently.
+SITE_LEN = 128
+CAMERA_LEN = 64
+CLASS_LEN = 128
+RESULT_LEN = 255
+PATH_LEN = 512
+EVENT_ID_LEN = 32
+
+
+class JsonText(sa.TypeDecorator[Any]):
+    """JSON on MySQL/MariaDB, TEXT holding JSON on SQLite (whose JSON affinity would mangle numbers)."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.JSON())
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "mysql":  # mysql.JSON serialises itself
+            return value
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "mysql":
+            return value
+        return json.loads(value)
+
+
+def _id_type() -> sa.types.TypeEngine[int]:
+    """BIGINT auto-increment on MySQL; SQLite auto-increments only INTEGER PRIMARY KEY."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _time_type() -> sa.types.TypeEngine[Any]:
+    """UTC datetimes with microseconds (MySQL's DATETIME defaults to whole seconds)."""
+    return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
+
+
+_MYSQL_TABLE = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(EVENT_ID_LEN), nullable=False, unique=True),
+    sa.Column("site", sa.String(SITE_LEN), nullable=False),
+    sa.Column("camera_id", sa.String(CAMERA_LEN), nullable=False),
+    sa.Column("class_name", sa.String(CLASS_LEN), nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("started_at", _time_type(), nullable=False),
+    sa.Column("ended_at", _time_type(), nullable=True),
+    sa.Column("last_seen_at", _time_type(), nullable=False),
+    sa.Column("result", sa.String(RESULT_LEN), nullable=False),
+    sa.Column("best_confidence", sa.Float(), nullable=False),
+    sa.Column("frames_seen", sa.Integer(), nullable=False),
+    sa.Column("keyframe_raw_path", sa.String(PATH_LEN), nullable=True),
+    sa.Column("keyframe_annotated_path", sa.String(PATH_LEN), nullable=True),
+    sa.Column("instances", JsonText(), nullable=True),
+    sa.Column("created_at", _time_type(), nullable=False),
+    sa.Column("updated_at", _time_type(), nullable=False),
+    sa.Index("ix_events_started", "started_at", "id"),
+    sa.Index("ix_events_site_started", "site", "started_at"),
+    sa.Index("ix_events_camera_started", "camera_id", "started_at"),
+    sa.Index("ix_events_class_started", "class_name", "started_at"),
+    **_MYSQL_TABLE,
+)
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("description", sa.String(255), nullable=False),
+    sa.Column("applied_at", _time_type(), nullable=False),
+    **_MYSQL_TABLE,
+)

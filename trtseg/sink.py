@@ -1,0 +1,266 @@
+"""EventSink: key frames to disk, event rows to the database, the spool while it is down.
+
+``submit`` writes the key frame JPEGs and queues the rows: in memory while the database is up
+and the spool is empty, otherwise at the end of the durable spool, so order is kept. ``flush``
+(called by a background thread every ``flush_interval_s``, or directly) drains the spool first,
+then memory, in batches of ``batch_size``. A database error moves everything waiting to the
+spool and retries with capped exponential backoff. Upserts are idempotent, so replaying a batch
+after a crash or a half-finished write never duplicates an event. Rows the database refuses as
+bad data go to ``rejected.jsonl`` with the reason: kept, logged, never retried forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from trtseg.config.sink import SinkConfig
+from trtseg.db.store import EventStore, is_transient, record_to_row
+from trtseg.events import EventRecord
+from trtseg.keyframes import KeyframeStore
+from trtseg.spool import Spool, SpoolFull
+
+logger = logging.getLogger(__name__)
+
+REJECTED_FILE = "rejected.jsonl"
+MIN_RETRY_S = 0.5
+
+
+def _describe(exc: BaseException) -> str:
+    """A short error text without SQL or parameters (they can be long and hold event data)."""
+    orig = getattr(exc, "orig", None)
+    return f"{type(exc).__name__}: {orig if orig is not None else exc}"[:300]
+
+
+class EventSink:
+    """Durable writer of event records; thread-safe."""
+
+    def __init__(
+        self,
+        sink: SinkConfig,
+        keyframe_store: KeyframeStore | None = None,
+        store: EventStore | None = None,
+        jpeg_quality: int = 80,
+        start: bool = True,
+    ) -> None:
+        self.config = sink
+        self.keyframes = keyframe_store or KeyframeStore(sink.keyframe_dir, jpeg_quality)
+        self.store = store or EventStore(sink.database_url)
+        self.spool = Spool(sink.spool_dir, sink.spool_max_events)
+        self._memory: deque[str] = deque()
+        self._memory_cap = max(1000, sink.batch_size * 8)
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._db_up: bool | None = None
+        self._migrated = False
+        self._backoff_s = 0.0
+        self._next_try = 0.0
+        self._counters = {"submitted": 0, "written": 0, "failures": 0, "rejected": 0}
+        self._last_error: str | None = None
+        self._last_write_at: datetime | None = None
+        self._thread: threading.Thread | None = None
+        if start:
+            self._thread = threading.Thread(target=self._run, name="trtseg-event-sink", daemon=True)
+            self._thread.start()
+
+    # ------------------------------------------------------------------ intake
+    def submit(self, records: list[EventRecord]) -> int:
+        """Write key frames and queue the rows; RecordError for bad records, SpoolFull when full."""
+        now = datetime.now(UTC)
+        for record in records:
+            record_to_row(record, now)  # refuse bad input before anything is written
+        with self._lock:
+            if self._to_spool():
+                self.spool.ensure_room(len(self._memory) + len(records))  # refuse before writing files
+        payloads = [self._store_keyframes(r).to_json() for r in records]
+        with self._lock:
+            if self._to_spool() or len(self._memory) + len(payloads) > self._memory_cap:
+                self.spool.put([*self._memory, *payloads])  # older rows first: order is kept
+                self._memory.clear()
+            else:
+                self._memory.extend(payloads)
+            self._counters["submitted"] += len(payloads)
+            pending = len(self._memory)
+        if pending >= self.config.batch_size:
+            self._wake.set()
+        return len(payloads)
+
+    def _to_spool(self) -> bool:
+        return self._db_up is False or len(self.spool) > 0
+
+    def _store_keyframes(self, record: EventRecord) -> EventRecord:
+        paths = self.keyframes.save(
+            record.site,
+            record.camera_id,
+            record.started_at.astimezone(UTC).date(),
+            record.event_id,
+            {"raw": record.keyframe_raw_jpeg, "annotated": record.keyframe_annotated_jpeg},
+        )
+        return replace(
+            record,
+            keyframe_raw_jpeg=None,
+            keyframe_annotated_jpeg=None,
+            keyframe_raw_path=paths.get("raw", record.keyframe_raw_path),
+            keyframe_annotated_path=paths.get("annotated", record.keyframe_annotated_path),
+        )
+
+    # ------------------------------------------------------------------ output
+    def flush(self) -> int:
+        """Write everything waiting now (spool first, then memory); returns rows written."""
+        written = 0
+        with self._flush_lock:
+            try:
+                if not self._migrated:
+                    self.store.migrate()
+                    self._migrated = True
+                while entries := self.spool.peek(self.config.batch_size):
+                    written += self._write([payload for _, payload in entries])
+                    self.spool.ack(entries[-1][0])
+                while True:
+                    with self._lock:
+                        if not self._memory:
+                            break
+                        batch = [self._memory.popleft() for _ in range(min(self.config.batch_size, len(self._memory)))]
+                    try:
+                        written += self._write(batch)
+                    except BaseException:
+                        with self._lock:
+                            self._memory.extendleft(reversed(batch))
+                        raise
+            except Exception as exc:
+                self._mark_down(exc)
+                return written
+            self._mark_up()
+        return written
+
+    def _write(self, payloads: list[str]) -> int:
+        """Upsert one batch; bad rows are isolated and rejected, transient errors propagate."""
+        records: list[tuple[str, EventRecord]] = []
+        for payload in payloads:
+            try:
+                records.append((payload, EventRecord.from_json(payload)))
+            except Exception as exc:
+                self._reject(payload, exc)
+        try:
+            self.store.upsert([r for _, r in records])
+            written = len(records)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            written = 0
+            for payload, record in records:
+                try:
+                    self.store.upsert([record])
+                    written += 1
+                except Exception as row_exc:
+                    if is_transient(row_exc):
+                        raise
+                    self._reject(payload, row_exc)
+        with self._lock:
+            self._counters["written"] += written
+            self._last_write_at = datetime.now(UTC)
+        return written
+
+    def _reject(self, payload: str, exc: BaseException) -> None:
+        """Keep a row the database will never take, with the reason, out of the queue."""
+        line = json.dumps({"error": _describe(exc), "payload": payload, "at": datetime.now(UTC).isoformat()})
+        path = self.spool.directory / "rejected.jsonl"
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        with self._lock:
+            self._counters["rejected"] += 1
+        logger.error("event rejected by the database path=%s error=%s", path, _describe(exc))
+
+    def _mark_down(self, exc: BaseException) -> None:
+        with self._lock:
+            was_up = self._db_up is not False
+            self._db_up, self._migrated = False, False
+            self._counters["failures"] += 1
+            self._last_error = _describe(exc)
+            self._backoff_s = min(self.config.retry_max_s, max(MIN_RETRY_S, self._backoff_s * 2))
+            self._next_try = time.monotonic() + self._backoff_s
+            moved = list(self._memory)
+            if moved:
+                try:
+                    self.spool.put(moved)
+                    self._memory.clear()
+                except SpoolFull:
+                    pass  # they stay in memory (bounded) and are written when the database returns
+            backlog = len(self.spool) + len(self._memory)
+        log = logger.error if was_up else logger.warning
+        log(
+            "database unavailable, spooling error=%s backlog=%d retry_in_s=%.1f",
+            _describe(exc),
+            backlog,
+            self._backoff_s,
+        )
+
+    def _mark_up(self) -> None:
+        with self._lock:
+            if self._db_up is False:
+                logger.info("database back, spool drained written_total=%d", self._counters["written"])
+            self._db_up, self._backoff_s, self._next_try = True, 0.0, 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                down = self._db_up is False
+                wait = max(0.0, self._next_try - time.monotonic()) if down else self.config.flush_interval_s
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            with self._lock:
+                if self._db_up is False and time.monotonic() < self._next_try:
+                    continue
+            try:
+                self.flush()
+            except Exception:  # flush handles its own errors; this keeps the thread alive regardless
+                logger.exception("event sink flush crashed")
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and state for health pages: written, backlog, failures, last error, db_up."""
+        with self._lock:
+            return {
+                **self._counters,
+                "backlog": len(self.spool) + len(self._memory),
+                "spooled": len(self.spool),
+                "pending_memory": len(self._memory),
+                "refused": self.spool.refused,
+                "db_up": self._db_up,
+                "last_error": self._last_error,
+                "last_write_at": None if self._last_write_at is None else self._last_write_at.isoformat(),
+                "retry_in_s": round(max(0.0, self._next_try - time.monotonic()), 3) if self._db_up is False else 0.0,
+            }
+
+    def close(self, timeout_s: float = 15.0) -> None:
+        """Stop the thread, write what can be written, spool the rest; nothing waiting is lost."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self._db_up is not False:
+            self.flush()
+        with self._lock:
+            if self._memory:
+                with contextlib.suppress(SpoolFull):
+                    self.spool.put(list(self._memory))
+                    self._memory.clear()
+            left = len(self._memory)
+        if left:
+            logger.error("event sink closed with rows it could neither write nor spool count=%d", left)
+        self.spool.close()
+        self.store.close()
