@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import ValidationError
@@ -22,7 +22,12 @@ from deployments.models import CameraStatus, Problem, StreamUrls
 
 logger = logging.getLogger(__name__)
 
-CameraId = PathParam(pattern=CAMERA_ID_PATTERN, description="Camera id.", examples=["cam1"])
+
+def _camera_id() -> Any:
+    """A fresh camera id path parameter (FastAPI must not share one FieldInfo between routes)."""
+    return PathParam(pattern=CAMERA_ID_PATTERN, description="Camera id.", examples=["cam1"])
+
+
 HLS_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\.(m3u8|ts|m4s|mp4)$")
 HLS_TYPES = {
     "m3u8": "application/vnd.apple.mpegurl",
@@ -46,7 +51,7 @@ def check_source(ctx: ApiContext, camera: CameraConfig) -> None:
     try:
         validate_source(camera.source, ctx.config.file_source_dir)
     except ValueError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=f"source refused: {error}") from None
+        raise HTTPException(422, detail=f"source refused: {error}") from None
 
 
 def _status(raw: dict[str, Any], camera_id: str | None = None) -> CameraStatus:
@@ -68,7 +73,7 @@ def _validated(data: dict[str, Any]) -> CameraConfig:
         return CameraConfig.model_validate(data)
     except ValidationError as error:
         problems = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=problems) from None
+        raise HTTPException(422, detail=problems) from None
 
 
 async def _ensure_camera(ctx: ApiContext, camera_id: str) -> None:
@@ -83,7 +88,7 @@ def build_router(read: Any, write: Any) -> APIRouter:
         return [_status(raw) for raw in await ctx.control.list_cameras()]
 
     @router.get("/cameras/{camera_id}", response_model=CameraStatus, summary="One camera", dependencies=[Depends(read)])
-    async def get_camera(camera_id: str = CameraId, ctx: ApiContext = Depends(get_context)) -> CameraStatus:
+    async def get_camera(camera_id: str = _camera_id(), ctx: ApiContext = Depends(get_context)) -> CameraStatus:
         return _status(await ctx.control.get_camera(camera_id), camera_id)
 
     @router.post(
@@ -110,7 +115,7 @@ def build_router(read: Any, write: Any) -> APIRouter:
         dependencies=[Depends(write)],
     )
     async def put_camera(
-        camera: CameraConfig, camera_id: str = CameraId, ctx: ApiContext = Depends(get_context)
+        camera: CameraConfig, camera_id: str = _camera_id(), ctx: ApiContext = Depends(get_context)
     ) -> CameraStatus:
         if camera.id != camera_id:
             raise HTTPException(422, detail=f"body id '{camera.id}' differs from path id '{camera_id}'")
@@ -128,7 +133,7 @@ def build_router(read: Any, write: Any) -> APIRouter:
     )
     async def patch_camera(
         changes: dict[str, Any] = Body(examples=[PATCH_EXAMPLE]),
-        camera_id: str = CameraId,
+        camera_id: str = _camera_id(),
         ctx: ApiContext = Depends(get_context),
     ) -> CameraStatus:
         if "id" in changes and changes["id"] != camera_id:
@@ -142,7 +147,7 @@ def build_router(read: Any, write: Any) -> APIRouter:
         return _status(updated or {"config": merged.model_dump(mode="json")}, camera_id)
 
     @router.delete("/cameras/{camera_id}", status_code=204, summary="Remove a camera", dependencies=[Depends(write)])
-    async def delete_camera(camera_id: str = CameraId, ctx: ApiContext = Depends(get_context)) -> Response:
+    async def delete_camera(camera_id: str = _camera_id(), ctx: ApiContext = Depends(get_context)) -> Response:
         await ctx.control.remove_camera(camera_id)
         logger.info("camera removed camera_id=%s", camera_id)
         return Response(status_code=204)
@@ -154,7 +159,7 @@ def build_router(read: Any, write: Any) -> APIRouter:
         responses={200: {"content": {"image/jpeg": {}}}, 503: {"model": Problem, "description": "No frame yet."}},
         dependencies=[Depends(read)],
     )
-    async def frame_jpg(camera_id: str = CameraId, ctx: ApiContext = Depends(get_context)) -> Response:
+    async def frame_jpg(camera_id: str = _camera_id(), ctx: ApiContext = Depends(get_context)) -> Response:
         jpeg = await ctx.control.latest_jpeg(camera_id)
         if not jpeg:
             await _ensure_camera(ctx, camera_id)
@@ -172,7 +177,7 @@ def build_router(read: Any, write: Any) -> APIRouter:
         responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}},
         dependencies=[Depends(read)],
     )
-    async def live_mjpg(request: Request, camera_id: str = CameraId, ctx: ApiContext = Depends(get_context)) -> Any:
+    async def live_mjpg(request: Request, camera_id: str = _camera_id(), ctx: ApiContext = Depends(get_context)) -> Any:
         await _ensure_camera(ctx, camera_id)
         return StreamingResponse(
             _mjpeg(request, ctx, camera_id),
@@ -186,7 +191,9 @@ def build_router(read: Any, write: Any) -> APIRouter:
         summary="Where to watch the annotated stream",
         dependencies=[Depends(read)],
     )
-    async def stream(request: Request, camera_id: str = CameraId, ctx: ApiContext = Depends(get_context)) -> StreamUrls:
+    async def stream(
+        request: Request, camera_id: str = _camera_id(), ctx: ApiContext = Depends(get_context)
+    ) -> StreamUrls:
         pushed = await ctx.control.stream_urls(camera_id)
         base = str(request.base_url).rstrip("/")
         hls_index = ctx.hls_dir / camera_id / "index.m3u8"
@@ -208,7 +215,7 @@ def build_router(read: Any, write: Any) -> APIRouter:
         dependencies=[Depends(read)],
     )
     async def hls(
-        camera_id: str = CameraId, file: str = PathParam(max_length=140), ctx: ApiContext = Depends(get_context)
+        camera_id: str = _camera_id(), file: str = PathParam(max_length=140), ctx: ApiContext = Depends(get_context)
     ) -> FileResponse:
         if not HLS_FILE.match(file):
             raise HTTPException(404, detail="no such HLS file (expected index.m3u8 or a segment name)")

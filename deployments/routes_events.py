@@ -27,7 +27,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or wrong bearer token."},
     503: {"model": Problem, "description": "The event database is unavailable."},
 }
-Text = Query(None, min_length=1, max_length=128)
+
+
+def _text(description: str) -> Any:
+    """A fresh optional text filter (FastAPI must not share one FieldInfo between parameters)."""
+    return Query(None, min_length=1, max_length=128, description=description)
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -76,9 +80,9 @@ def build_router(read: Any) -> APIRouter:
         "first by default). Pass the answer's `next_cursor` as `cursor`, with the same filters, for the next page.",
     )
     async def list_events(
-        site: str | None = Text,
-        camera_id: str | None = Text,
-        class_name: str | None = Text,
+        site: str | None = _text("Only this site."),
+        camera_id: str | None = _text("Only this camera."),
+        class_name: str | None = _text("Only this class."),
         status: Literal["open", "closed"] | None = Query(None),
         since: datetime | None = Query(None, description="Events started at or after (ISO 8601, UTC if naive)."),
         until: datetime | None = Query(None, description="Events started before (ISO 8601, UTC if naive)."),
@@ -112,9 +116,9 @@ def build_router(read: Any) -> APIRouter:
         group_by: str = Query("class_name,day", max_length=128, examples=["site,class_name,day"]),
         since: datetime | None = Query(None, description="Events started at or after (ISO 8601)."),
         until: datetime | None = Query(None, description="Events started before (ISO 8601)."),
-        site: str | None = Text,
-        camera_id: str | None = Text,
-        class_name: str | None = Text,
+        site: str | None = _text("Only this site."),
+        camera_id: str | None = _text("Only this camera."),
+        class_name: str | None = _text("Only this class."),
         ctx: ApiContext = Depends(get_context),
     ) -> Counts:
         keys = [key.strip() for key in group_by.split(",") if key.strip()]

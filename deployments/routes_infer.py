@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from starlette.datastructures import UploadFile
 from trtseg.detections import Detections
 
@@ -23,7 +23,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """Raw body or the first file part of a multipart form, refusing anything over ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"image over {limit} bytes")
+        raise HTTPException(413, detail=f"image over {limit} bytes")
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         try:
@@ -42,11 +42,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"image over {limit} bytes")
+                raise HTTPException(413, detail=f"image over {limit} bytes")
             chunks.append(chunk)
         data = b"".join(chunks)
     if len(data) > limit:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=f"image over {limit} bytes")
+        raise HTTPException(413, detail=f"image over {limit} bytes")
     if not data:
         raise HTTPException(422, detail="empty body: send a JPEG/PNG/BMP/WebP image")
     return data
@@ -60,11 +60,9 @@ def decode_image(data: bytes) -> np.ndarray:
     except cv2.error:
         image = None
     if image is None or image.size == 0:
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, detail="the body is not a decodable image (JPEG, PNG, BMP, WebP)"
-        )
+        raise HTTPException(415, detail="the body is not a decodable image (JPEG, PNG, BMP, WebP)")
     if image.shape[0] * image.shape[1] > MAX_PIXELS:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail="image has too many pixels")
+        raise HTTPException(413, detail="image has too many pixels")
     return image
 
 

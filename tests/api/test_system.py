@@ -1,0 +1,78 @@
+"""Liveness, readiness, version, config, metrics and the dashboard's files, with the controller down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+import trtseg
+
+
+def test_health_and_version(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    version = client.get("/version").json()
+    assert version["trtseg"] == trtseg.__version__ and version["ray"]
+
+
+def test_ready_is_503_without_controller(client: TestClient) -> None:
+    answer = client.get("/ready")
+    assert answer.status_code == 503
+    assert answer.json()["ready"] is False and answer.json()["detail"]
+
+
+def test_controller_calls_are_503_with_retry_after(client: TestClient) -> None:
+    for path in ("/cameras", "/cameras/cam1", "/cameras/cam1/frame.jpg", "/config"):
+        answer = client.get(path)
+        assert answer.status_code == 503, (path, answer.text)
+        assert answer.headers["retry-after"] and answer.json()["request_id"] == answer.headers["x-request-id"]
+
+
+def test_metrics_are_prometheus_text(client: TestClient) -> None:
+    client.get("/health")
+    client.get("/events", params={"limit": 0})
+    text = client.get("/metrics").text
+    assert 'trtseg_api_requests_total{method="GET",route="/health",status="200"} 1' in text
+    assert 'trtseg_api_requests_total{method="GET",route="/events",status="422"} 1' in text
+    assert 'trtseg_api_request_seconds_bucket{method="GET",route="/health",le="+Inf"} 1' in text
+    assert "trtseg_controller_up 0" in text
+    for line in text.splitlines():
+        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2, line
+
+
+def test_dashboard_and_static_files(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'src="static/app.js"' in page.text
+    assert (
+        client.get("/static/app.js").headers["content-type"].startswith(("application/javascript", "text/javascript"))
+    )
+    assert client.get("/static/style.css").status_code == 200
+    assert client.get("/static/../api.py").status_code == 404
+
+
+def test_openapi_documents_every_route(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    paths = set(schema["paths"])
+    for expected in (
+        "/health",
+        "/ready",
+        "/cameras",
+        "/cameras/{camera_id}/live.mjpg",
+        "/events",
+        "/events/counts",
+        "/events/{event_id}/keyframe",
+        "/infer",
+        "/metrics",
+        "/hls/{camera_id}/{file}",
+    ):
+        assert expected in paths
+    assert all(op.get("summary") for item in schema["paths"].values() for op in item.values())
+
+
+def test_cors(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(cors_origins=["http://allowed.example"])
+    ok = client.options("/events", headers={"Origin": "http://allowed.example", "Access-Control-Request-Method": "GET"})
+    assert ok.headers.get("access-control-allow-origin") == "http://allowed.example"
+    other = client.get("/health", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
