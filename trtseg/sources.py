@@ -37,7 +37,7 @@ PROTOCOL_WHITELISTS: dict[str, str] = {
 FILE_FORMAT_WHITELIST = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,h264,hevc,mjpeg,asf,nut,ivf,m4v"
 
 SECRET_QUERY_KEYS = frozenset(
-    {"password", "passwd", "pass", "pwd", "token", "key", "secret", "auth", "signature", "sig"}
+    {"password", "passwd", "pass", "pwd", "passphrase", "token", "key", "secret", "auth", "signature", "sig"}
 )
 _CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 _URL_IN_TEXT = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+)")
