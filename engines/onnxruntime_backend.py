@@ -1,0 +1,128 @@
+"""ONNX Runtime backend: the CPU default, and CUDA / TensorRT execution providers where installed.
+
+Only runs the network; letterboxing, NMS and masks are shared (``engines.preprocess`` and
+``engines.postprocess``). Execution providers come from ``EngineConfig.providers`` in order of
+preference; a provider this onnxruntime build lacks is an error, not a silent CPU fallback, so a
+GPU deployment never quietly runs at CPU speed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.base import EngineError, register_backend
+from trtseg.config import EngineConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _device_id(device: str) -> int:
+    """'cuda:1' -> 1; 'cuda' or 'cpu' -> 0."""
+    _, _, index = device.partition(":")
+    try:
+        return int(index) if index else 0
+    except ValueError:
+        raise EngineError(f"device '{device}' is not 'cpu', 'cuda' or 'cuda:N'") from None
+
+
+def provider_options(config: EngineConfig, provider: str) -> dict[str, Any]:
+    """Options for one execution provider, derived from the engine configuration."""
+    if provider == "TensorrtExecutionProvider":
+        cache = Path(config.cache_dir) / "ort-trt"
+        return {
+            "device_id": _device_id(config.device),
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+            "trt_fp16_enable": config.precision == "fp16",
+            "trt_int8_enable": config.precision == "int8",
+            "trt_max_workspace_size": config.workspace_mb * 1024 * 1024,
+        }
+    if provider == "CUDAExecutionProvider":
+        return {"device_id": _device_id(config.device)}
+    return {}
+
+
+@register_backend("onnxruntime")
+class OnnxRuntimeBackend:
+    """Runs an ONNX export with ONNX Runtime."""
+
+    name = "onnxruntime"
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.device = config.device
+        self.precision = config.precision
+        self._session: Any = None
+        self._input_name = ""
+        self._output_names: list[str] = []
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        available = set(ort.get_available_providers())
+        missing = [p for p in self.config.providers if p not in available]
+        if missing:
+            raise EngineError(
+                f"ONNX Runtime execution provider(s) {', '.join(missing)} are not available in this onnxruntime "
+                f"build (available: {', '.join(sorted(available))}); install onnxruntime-gpu for CUDA/TensorRT"
+            )
+        if not self.config.providers:
+            raise EngineError("engine.providers is empty; name at least 'CPUExecutionProvider'")
+        if self.precision != "fp32" and "TensorrtExecutionProvider" not in self.config.providers:
+            logger.warning(
+                "precision applies only to the TensorRT execution provider; running the model's own precision",
+                extra={"precision": self.precision},
+            )
+        for provider in self.config.providers:
+            if provider == "TensorrtExecutionProvider":
+                (Path(self.config.cache_dir) / "ort-trt").mkdir(parents=True, exist_ok=True)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.config.intra_op_threads:
+            options.intra_op_num_threads = self.config.intra_op_threads
+        options.log_severity_level = 3
+        providers = [(p, provider_options(self.config, p)) for p in self.config.providers]
+        try:
+            self._session = ort.InferenceSession(str(self.config.model), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types per failure
+            raise EngineError(f"ONNX Runtime cannot load {self.config.model}: {exc}") from exc
+        self._input_name = self._session.get_inputs()[0].name
+        self._output_names = [out.name for out in self._session.get_outputs()]
+        logger.info(
+            "onnxruntime session ready",
+            extra={
+                "model": str(self.config.model),
+                "providers": self._session.get_providers(),
+                "intra_op_threads": self.config.intra_op_threads,
+            },
+        )
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            raise EngineError("backend used before load()")
+        return self._session
+
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers the session actually uses, in order."""
+        return list(self.session.get_providers())
+
+    @property
+    def input_shape(self) -> tuple[int | str, ...]:
+        return tuple(self.session.get_inputs()[0].shape)
+
+    @property
+    def output_shapes(self) -> list[tuple[int | str, ...]]:
+        return [tuple(out.shape) for out in self.session.get_outputs()]
+
+    def infer(self, batch: Any) -> tuple[Any, Any]:
+        array = np.ascontiguousarray(batch, dtype=np.float32)
+        output0, output1 = self.session.run(self._output_names[:2], {self._input_name: array})
+        return output0, output1
