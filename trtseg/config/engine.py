@@ -49,6 +49,18 @@ class EngineConfig(Section):
     profile_batch: tuple[int, int, int] | None = Field(
         default=None, description="TensorRT optimisation profile (min, opt, max) batch; empty: (1, batch, batch)."
     )
+    cuda_graphs: bool = Field(
+        default=True,
+        description="GPU backends ('cuda'): capture each batch size once as a CUDA graph and replay it "
+        "(partial batches are padded to the next captured size).",
+    )
+    channels_last: bool = Field(
+        default=True, description="'cuda' backend: NHWC (channels-last) activations, faster fp16 convolutions."
+    )
+    timing_cache: Path | None = Field(
+        default=None,
+        description="TensorRT timing cache file (loaded and saved by engine builds); empty: one per GPU in cache_dir.",
+    )
 
     @model_validator(mode="after")
     def _profile_fits_batch(self) -> EngineConfig:
