@@ -57,7 +57,9 @@ def letterbox_frames(frames: Sequence[np.ndarray], info: ModelInfo, imgsz: tuple
     """BGR frames to one uint8 RGB NCHW array on a common canvas, as the engine would batch them."""
     checked = [check_image(frame, i) for i, frame in enumerate(frames)]
     target = imgsz or info.imgsz
-    geometries = batch_geometry([f.shape[:2] for f in checked], target, info.stride, rectangular=info.dynamic_hw)
+    # As SegmentationEngine: rectangular (auto) canvases only for dynamic models without a fixed imgsz.
+    rectangular = info.dynamic_hw and imgsz is None
+    geometries = batch_geometry([f.shape[:2] for f in checked], target, info.stride, rectangular=rectangular)
     boxed = [letterbox(frame, geom) for frame, geom in zip(checked, geometries, strict=True)]
     return np.ascontiguousarray(np.stack(boxed)[..., ::-1].transpose(0, 3, 1, 2))
 
@@ -104,7 +106,7 @@ def build_calibration_set(
                 return CalibrationSet(data, meta["sha256"], names, str(spec), tuple(data.shape[2:]))
             logger.warning("calibration cache does not match its hash, rebuilding path=%s", cache)
     frames = sample_frames(names, count, spec)
-    data = letterbox_frames(frames, info, target)
+    data = letterbox_frames(frames, info, imgsz)
     result = CalibrationSet(data, array_sha256(data), names, str(spec), (int(data.shape[2]), int(data.shape[3])))
     if cache and sidecar:
         cache.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ Weights are int8, symmetric, per output channel in both.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections.abc import Iterable
@@ -143,8 +144,12 @@ def quantize_int8(
 def _pre_process(src: Path, dst: Path) -> None:
     """ORT's recommended preparation (shape inference, constant folding); symbolic shapes are
     optional: dynamic-shape exports often defeat them, plain ONNX shape inference then suffices."""
+    # On failure, symbolic inference dumps its partial model (+ external data) into the working
+    # directory: run it from the temporary folder so nothing is left in the user's.
+    src, dst = src.resolve(), dst.resolve()
     try:
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        with contextlib.chdir(dst.parent):
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
     except Exception as exc:  # symbolic inference raises bare Exception on incomplete graphs
         logger.info("symbolic shape inference unavailable, using ONNX shape inference reason=%s", exc)
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
