@@ -75,6 +75,7 @@ class SegmentationEngine:
         self._backend: Backend | None = None
         self.last_timings = StageTimings()
         self.total_timings = StageTimings()
+        self.last_input_shape: tuple[int, ...] = ()  # (B, 3, H, W) of the latest network input
 
     # -- set-up ---------------------------------------------------------------------------------
     def load(self) -> SegmentationEngine:
@@ -196,6 +197,7 @@ class SegmentationEngine:
             filler = np.zeros((self.info.batch - batch.shape[0], *batch.shape[1:]), np.float32)
             batch = np.concatenate([batch, filler])
         t1 = time.perf_counter()
+        self.last_input_shape = tuple(batch.shape)
         output0, output1 = self.backend.infer(batch)
         output0 = as_numpy(output0)
         output1 = as_numpy(output1) if with_masks else None

@@ -1,0 +1,171 @@
+"""Drawing detections onto frames for the pushed streams, live views and key frames.
+
+Supervision-style: small annotator classes, each ``annotate(scene, detections) -> scene`` drawing
+in place on a BGR uint8 picture, composed by ``draw`` according to ``PusherConfig``. Every pass
+works only inside each instance's box, so the cost follows the detections, not the frame size:
+a 720p frame with a handful of instances annotates in about a millisecond on one core.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from trtseg.config import PusherConfig
+from trtseg.detections import Detections
+
+Color = tuple[int, int, int]
+
+# Ultralytics' default palette (RGB hex), so colours match what users know from `yolo predict`.
+_HEX = ["FF3838", "FF9D97", "FF701F", "FFB21D", "CFD231", "48F90A", "92CC17", "3DDB86", "1A9334", "00D4BB", "2C99A8", "00C2FF", "344593", "6473FF", "0018EC", "8438FF", "520085", "CB38FF", "FF95C8", "FF37C7"]
+PALETTE: tuple[Color, ...] = tuple((int(h[4:6], 16), int(h[2:4], 16), int(h[0:2], 16)) for h in _HEX)  # BGR
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def class_color(class_id: int, palette: Sequence[Color] = PALETTE) -> Color:
+    """Stable colour per class id."""
+    return palette[int(class_id) % len(palette)]
+
+
+def _text_color(background: Color) -> Color:
+    """Black or white, whichever reads better on ``background`` (BGR)."""
+    b, g, r = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
+
+
+def _scale(scene: np.ndarray) -> float:
+    """Line and font size relative to a 720p frame."""
+    return max(scene.shape[0], scene.shape[1]) / 1280.0
+
+
+def _box_roi(box: np.ndarray, shape: tuple[int, ...], margin: int = 2) -> tuple[int, int, int, int]:
+    """Integer (x0, y0, x1, y1) window holding the box plus a margin, inside the frame."""
+    x1, y1, x2, y2 = box
+    return (
+        max(int(x1) - margin, 0),
+        max(int(y1) - margin, 0),
+        min(int(np.ceil(x2)) + margin, shape[1]),
+        min(int(np.ceil(y2)) + margin, shape[0]),
+    )
+
+
+class MaskAnnotator:
+    """Alpha-blends each instance mask in its class colour, only inside the instance's box."""
+
+    def __init__(self, alpha: float = 0.45, palette: Sequence[Color] = PALETTE) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.alpha = alpha
+        self.palette = palette
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
+        if detections.masks is None or self.alpha == 0.0 or len(detections) == 0:
+            return scene
+        if detections.masks.shape[1:] != scene.shape[:2]:
+            raise ValueError(f"masks of shape {detections.masks.shape[1:]} do not fit a {scene.shape[:2]} scene")
+        # Lowest score first, so the most confident instance ends up on top.
+        for i in np.argsort(detections.scores, kind="stable"):
+            x0, y0, x1, y1 = _box_roi(detections.boxes[i], scene.shape)
+            if x0 >= x1 or y0 >= y1:
+                continue
+            mask = detections.masks[i, y0:y1, x0:x1]
+            if not mask.any():
+                continue
+            roi = scene[y0:y1, x0:x1]
+            color = np.empty_like(roi)
+            color[:] = class_color(detections.class_ids[i], self.palette)
+            blended = cv2.addWeighted(roi, 1.0 - self.alpha, color, self.alpha, 0.0)
+            np.copyto(roi, blended, where=mask[..., None])
+        return scene
+
+
+class BoxAnnotator:
+    """Draws each instance's box in its class colour."""
+
+    def __init__(self, thickness: int | None = None, palette: Sequence[Color] = PALETTE) -> None:
+        self.thickness = thickness
+        self.palette = palette
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
+        thickness = self.thickness or max(1, round(2 * _scale(scene)))
+        for box, cid in zip(detections.boxes, detections.class_ids, strict=True):
+            x1, y1, x2, y2 = (round(float(v)) for v in box)
+            cv2.rectangle(scene, (x1, y1), (x2, y2), class_color(cid, self.palette), thickness, cv2.LINE_AA)
+        return scene
+
+
+class LabelAnnotator:
+    """Writes "class score" on a filled tag above each box (inside it at the top edge)."""
+
+    def __init__(self, font_scale: float | None = None, palette: Sequence[Color] = PALETTE) -> None:
+        self.font_scale = font_scale
+        self.palette = palette
+
+    def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
+        scale = self.font_scale or 0.5 * max(_scale(scene), 0.5)
+        thickness = max(1, round(scale * 2))
+        for box, cid, name, score in zip(
+            detections.boxes, detections.class_ids, detections.class_names, detections.scores, strict=True
+        ):
+            text = f"{name} {float(score):.2f}"
+            (tw, th), baseline = cv2.getTextSize(text, FONT, scale, thickness)
+            x1, y1 = round(float(box[0])), round(float(box[1]))
+            x1 = min(max(x1, 0), max(scene.shape[1] - tw - 4, 0))
+            top = y1 - th - baseline - 4
+            if top < 0:  # no room above the box: put the tag inside it
+                top = max(y1, 0)
+            color = class_color(cid, self.palette)
+            cv2.rectangle(scene, (x1, top), (x1 + tw + 4, top + th + baseline + 4), color, cv2.FILLED)
+            cv2.putText(scene, text, (x1 + 2, top + th + 2), FONT, scale, _text_color(color), thickness, cv2.LINE_AA)
+        return scene
+
+
+class OverlayAnnotator:
+    """Camera name and wall-clock time in the top-left corner, on a darkened band."""
+
+    def __init__(self, title: str | None = None, font_scale: float | None = None, utc: bool = False) -> None:
+        self.title = title
+        self.font_scale = font_scale
+        self.utc = utc
+
+    def text(self, timestamp: float | None = None) -> str:
+        now = time.time() if timestamp is None else timestamp
+        clock = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now) if self.utc else time.localtime(now))
+        return f"{self.title}  {clock}" if self.title else clock
+
+    def annotate(
+        self, scene: np.ndarray, detections: Detections | None = None, timestamp: float | None = None
+    ) -> np.ndarray:
+        scale = self.font_scale or 0.6 * max(_scale(scene), 0.5)
+        thickness = max(1, round(scale * 2))
+        text = self.text(timestamp)
+        (tw, th), baseline = cv2.getTextSize(text, FONT, scale, thickness)
+        pad = max(4, round(6 * scale))
+        x1, y1 = min(tw + 2 * pad, scene.shape[1]), min(th + baseline + 2 * pad, scene.shape[0])
+        band = scene[:y1, :x1]
+        band[:] = (band.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken to 40%
+        cv2.putText(scene, text, (pad, pad + th), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        return scene
+
+
+def draw(
+    image: np.ndarray,
+    detections: Detections,
+    pusher_config: PusherConfig,
+    title: str | None = None,
+    timestamp: float | None = None,
+) -> np.ndarray:
+    """An annotated copy of ``image``: masks, boxes, labels and overlay as ``pusher_config`` says."""
+    scene = image.copy()
+    if detections.masks is not None and pusher_config.mask_alpha > 0:
+        MaskAnnotator(alpha=pusher_config.mask_alpha).annotate(scene, detections)
+    if pusher_config.draw_boxes:
+        BoxAnnotator().annotate(scene, detections)
+    if pusher_config.draw_labels:
+        LabelAnnotator().annotate(scene, detections)
+    if pusher_config.draw_overlay:
+        OverlayAnnotator(title=title).annotate(scene, detections, timestamp=timestamp)
+    return scene
