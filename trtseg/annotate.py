@@ -20,7 +20,10 @@ from trtseg.detections import Detections
 Color = tuple[int, int, int]
 
 # Ultralytics' default palette (RGB hex), so colours match what users know from `yolo predict`.
-_HEX = ["FF3838", "FF9D97", "FF701F", "FFB21D", "CFD231", "48F90A", "92CC17", "3DDB86", "1A9334", "00D4BB", "2C99A8", "00C2FF", "344593", "6473FF", "0018EC", "8438FF", "520085", "CB38FF", "FF95C8", "FF37C7"]
+_HEX = [
+    *("FF3838", "FF9D97", "FF701F", "FFB21D", "CFD231", "48F90A", "92CC17", "3DDB86", "1A9334", "00D4BB"),
+    *("2C99A8", "00C2FF", "344593", "6473FF", "0018EC", "8438FF", "520085", "CB38FF", "FF95C8", "FF37C7"),
+]
 PALETTE: tuple[Color, ...] = tuple((int(h[4:6], 16), int(h[2:4], 16), int(h[0:2], 16)) for h in _HEX)  # BGR
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 

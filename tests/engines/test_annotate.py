@@ -54,7 +54,7 @@ def test_mask_annotator_alpha_zero_and_no_masks_leave_scene():
 
 
 def test_mask_annotator_refuses_masks_of_another_frame():
-    scene, dets = scene_and_detections()
+    _, dets = scene_and_detections()
     with pytest.raises(ValueError, match="do not fit"):
         MaskAnnotator().annotate(np.zeros((360, 640, 3), np.uint8), dets)
 

@@ -30,7 +30,7 @@ def test_names_are_parsed_without_evaluating_code():
     assert parse_names("{0: 'a', 1: 'b'}") == {0: "a", 1: "b"}
     assert parse_names("['a', 'b']") == {0: "a", 1: "b"}
     for bad in ("__import__('os').system('true')", "{}", "{'x': 'a'}", "{0: 'a', 2: 'b'}", "[0, "):
-        with pytest.raises(EngineError, match="names|class ids"):
+        with pytest.raises(EngineError, match=r"names|class ids"):
             parse_names(bad)
 
 
