@@ -122,6 +122,7 @@ class StreamPusher:
 
     def stats(self) -> dict[str, Any]:
         """Counters and rates for health pages and the API."""
+        proc = self._proc
         return {
             "camera_id": self.camera.id,
             "target": self.kind,
@@ -133,6 +134,7 @@ class StreamPusher:
             "restarts": self._restarts,
             "last_error": self._last_error,
             "fps": round(self._rate.rate(), 2),
+            "pid": proc.pid if proc is not None else None,
             "width": self._size[0],
             "height": self._size[1],
         }

@@ -64,6 +64,9 @@ def ffprobe(target: str | Path, timeout_s: float = 20.0, extra: list[str] | None
     import json
 
     cmd = ["ffprobe", "-hide_banner", "-v", "error", *(extra or [])]
+    if "://" in str(target):
+        # A live stream: probe one second, and give up on a server that stops sending.
+        cmd += ["-analyzeduration", "1000000", "-rw_timeout", str(int(timeout_s * 500_000))]
     cmd += ["-show_streams", "-show_format", "-of", "json", str(target)]
     out = subprocess.run(cmd, check=True, capture_output=True, timeout=timeout_s, text=True)
     return json.loads(out.stdout)
