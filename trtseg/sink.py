@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trtseg.config.sink import SinkConfig
+from trtseg.db.models import as_utc
 from trtseg.db.store import EventStore, is_transient, record_to_row
 from trtseg.events import EventRecord
 from trtseg.keyframes import KeyframeStore
@@ -102,7 +103,7 @@ class EventSink:
         paths = self.keyframes.save(
             record.site,
             record.camera_id,
-            record.started_at.astimezone(UTC).date(),
+            as_utc(record.started_at).date(),  # type: ignore[union-attr]
             record.event_id,
             {"raw": record.keyframe_raw_jpeg, "annotated": record.keyframe_annotated_jpeg},
         )

@@ -8,7 +8,9 @@ is reached ``put`` refuses the whole batch with SpoolFull, logs it and counts it
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -32,6 +34,7 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / SPOOL_FILE
+        self._owner = self._take_ownership()
         self.max_events = max_events
         self.refused = 0
         self._lock = threading.Lock()
@@ -44,6 +47,17 @@ class Spool:
         self._count = int(self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0])
         if self._count:
             logger.info("spool reopened path=%s backlog=%d", self.path, self._count)
+
+    def _take_ownership(self) -> int:
+        """One writer per spool: a second process on the same directory would corrupt the count."""
+        fd = os.open(self.directory / "spool.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            message = f"spool {self.directory} is in use by another sink; give each sink its own spool_dir"
+            raise RuntimeError(message) from None
+        return fd
 
     def __len__(self) -> int:
         return self._count
@@ -96,3 +110,6 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._owner >= 0:
+                os.close(self._owner)  # releases the flock
+                self._owner = -1

@@ -47,3 +47,11 @@ def test_bound_refuses_whole_batches_and_counts(tmp_path: Path, caplog: pytest.L
     assert spool.refused == 3
     assert [p for _, p in spool.peek(10)] == ["1", "2", "3", "4", "5"]
     spool.close()
+
+
+def test_one_owner_per_spool_directory(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_events=10)
+    with pytest.raises(RuntimeError, match="in use"):
+        Spool(tmp_path, max_events=10)
+    spool.close()
+    Spool(tmp_path, max_events=10).close()

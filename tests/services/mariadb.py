@@ -1,9 +1,10 @@
 """Real MariaDB servers for the database tests.
 
 ``mysql_url``: a fresh database (``trtseg_test_<random>``, dropped at the end of the session) on the
-server at 127.0.0.1:3306 (root, no password) when one answers, else on a throwaway server this
-session starts. ``private_mariadb``: always a throwaway server of the test's own, on its own port
-and data directory, that the test may stop and start again (database-down tests).
+server at 127.0.0.1:3306 (root, no password) when one answers, else (or always, with
+TRTSEG_TEST_MYSQL=private) on a throwaway server this session starts. ``private_mariadb``: always a
+throwaway server of the test's own, on its own port and data directory, that the test may stop and
+start again (database-down tests).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class PrivateMariaDB:
 def mysql_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
     """The machine's MariaDB at 127.0.0.1:3306 when it answers, else a throwaway one for the session."""
     shared = MariaDBServer("127.0.0.1", 3306)
-    if shared.answers():
+    if os.environ.get("TRTSEG_TEST_MYSQL") != "private" and shared.answers():
         yield shared
         return
     private = PrivateMariaDB(tmp_path_factory.mktemp("mariadb-session"))
