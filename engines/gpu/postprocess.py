@@ -1,0 +1,365 @@
+"""YOLOv8-seg post-processing on the GPU, down to per-frame ``Detections``.
+
+Confidence filter and class-aware NMS run on the whole batch at once; masks are assembled only for
+the detections kept, only inside their boxes, at the frame's resolution: mask logits at prototype
+resolution (coefficients x prototypes), then one bilinear sample per frame pixel through the same
+chain of coordinate maps the CPU path applies (prototype -> network input -> frame), thresholded.
+Only boxes, scores, classes and the box-sized mask crops come back to the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engines.base import EngineError
+from engines.gpu.memory import GpuContext, to_cupy
+from engines.gpu.nms import batched_nms
+from engines.postprocess import _linear_taps as linear_taps
+from engines.preprocess import LetterboxGeometry, boxes_to_frame
+from trtseg.detections import Detections
+
+logger = logging.getLogger(__name__)
+
+MAX_NMS = 30000  # Ultralytics' cap on candidates per image entering NMS
+
+_MASK_KERNELS = r"""
+// Mask logits at prototype resolution for each kept detection: coeffs (K, nm) . protos[img] (nm, P).
+extern "C" __global__ void mask_logits(const float* __restrict__ coeffs, const long long* __restrict__ image_of,
+                                       const float* __restrict__ protos, float* __restrict__ out, int k_count,
+                                       int nm, int p_count) {
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    const int k = blockIdx.y;
+    if (p >= p_count || k >= k_count) return;
+    const float* c = coeffs + (long long)k * nm;
+    const float* pr = protos + image_of[k] * (long long)nm * p_count + p;
+    float acc = 0.f;
+    for (int m = 0; m < nm; ++m) acc += c[m] * pr[(long long)m * p_count];
+    out[(long long)k * p_count + p] = acc;
+}
+
+// Taps of PyTorch/our CPU path's bilinear resampling (align_corners=False): source index and weight.
+__device__ __forceinline__ void taps(int i, int out_size, int in_size, int* low, int* high, float* w) {
+    const float scale = (float)in_size / (float)out_size;
+    float src = scale * ((float)i + 0.5f) - 0.5f;
+    src = fmaxf(src, 0.f);
+    int lo = min((int)floorf(src), in_size - 1);
+    *low = lo;
+    *high = min(lo + 1, in_size - 1);
+    *w = fminf(fmaxf(src - (float)lo, 0.f), 1.f);
+}
+
+// Binary mask value of network-input pixel (r, c): logits upsampled from prototype resolution,
+// thresholded, and zero outside the input-space box window [c0, c1) x [r0, r1).
+__device__ __forceinline__ float binary_at(const float* lg, int r, int c, int c0, int c1, int r0, int r1, int mh,
+                                           int mw, int in_h, int in_w, float threshold, int* any) {
+    if (c < c0 || c >= c1 || r < r0 || r >= r1) return 0.f;
+    int yl, yh, xl, xh;
+    float wy, wx;
+    taps(r, in_h, mh, &yl, &yh, &wy);
+    taps(c, in_w, mw, &xl, &xh, &wx);
+    const float a = lg[yl * mw + xl] * (1.f - wy) + lg[yh * mw + xl] * wy;
+    const float b = lg[yl * mw + xh] * (1.f - wy) + lg[yh * mw + xh] * wy;
+    const float v = a * (1.f - wx) + b * wx;
+    if (v > threshold) { *any = 1; return 1.f; }
+    return 0.f;
+}
+
+// One detection per blockIdx.y: its frame-pixel crop, resampled from the binary input-space mask as
+// the CPU path does (bilinear from the content region of the input to the frame, > 0.5).
+// geo (K, 14) int32: crop x0, y0, w, h (frame px); window c0, c1, r0, r1 (input px); pad left, top;
+// content w, h (input px); frame w, h.
+extern "C" __global__ void mask_crops(const float* __restrict__ logits, const int* __restrict__ geo,
+                                      const long long* __restrict__ out_offset, unsigned char* __restrict__ out,
+                                      int* __restrict__ nonempty, int mh, int mw, int in_h, int in_w,
+                                      float threshold) {
+    const int k = blockIdx.y;
+    const int* g = geo + k * 14;
+    const int fx0 = g[0], fy0 = g[1], cw = g[2], ch = g[3];
+    const int c0 = g[4], c1 = g[5], r0 = g[6], r1 = g[7];
+    const int left = g[8], top = g[9], content_w = g[10], content_h = g[11], frame_w = g[12], frame_h = g[13];
+    const float* lg = logits + (long long)k * mh * mw;
+    unsigned char* dst = out + out_offset[k];
+    const int total = cw * ch;
+    int any = 0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        const int x = fx0 + i % cw, y = fy0 + i / cw;
+        int yl, yh, xl, xh;
+        float wy, wx;
+        taps(y, frame_h, content_h, &yl, &yh, &wy);
+        taps(x, frame_w, content_w, &xl, &xh, &wx);
+        yl += top; yh += top; xl += left; xh += left;
+        const float b00 = binary_at(lg, yl, xl, c0, c1, r0, r1, mh, mw, in_h, in_w, threshold, &any);
+        const float b10 = binary_at(lg, yh, xl, c0, c1, r0, r1, mh, mw, in_h, in_w, threshold, &any);
+        const float b01 = binary_at(lg, yl, xh, c0, c1, r0, r1, mh, mw, in_h, in_w, threshold, &any);
+        const float b11 = binary_at(lg, yh, xh, c0, c1, r0, r1, mh, mw, in_h, in_w, threshold, &any);
+        const float col0 = b00 * (1.f - wy) + b10 * wy;
+        const float col1 = b01 * (1.f - wy) + b11 * wy;
+        const float v = col0 * (1.f - wx) + col1 * wx;
+        dst[i] = v > 0.5f ? 1 : 0;
+    }
+    if (any) atomicOr(nonempty + k, 1);
+}
+"""
+
+
+def kernel_source() -> str:
+    return _MASK_KERNELS
+
+
+@dataclass(slots=True)
+class _Kept:
+    """The detections kept after NMS and the per-frame cap, on the host."""
+
+    image: np.ndarray  # (K,) frame index in the batch
+    anchor: np.ndarray  # (K,) anchor index
+    boxes_input: np.ndarray  # (K, 4) xyxy in network-input pixels
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def take(self, index: np.ndarray) -> _Kept:
+        return _Kept(
+            self.image[index], self.anchor[index], self.boxes_input[index], self.scores[index], self.class_ids[index]
+        )
+
+
+class GpuPostprocess:
+    """Turns the network's two outputs (device arrays) into ``Detections`` per frame."""
+
+    def __init__(
+        self, context: GpuContext, names: dict[int, str], mask_threshold: float = 0.5, nms: str = "auto"
+    ) -> None:
+        if nms not in ("auto", "torchvision", "cupy"):
+            raise EngineError(f"nms must be 'auto', 'torchvision' or 'cupy', got {nms!r}")
+        self.ctx = context
+        self.nms = nms
+        self.names = dict(names)
+        self.num_classes = len(self.names)
+        self.logit_threshold = float(math.log(mask_threshold / (1.0 - mask_threshold)))
+        self._taps_cache: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
+        cp = context.cp
+        with context.device:
+            # No FMA contraction: the tap arithmetic must round exactly as the CPU path's float32 does.
+            module = cp.RawModule(code=_MASK_KERNELS, options=("--std=c++17", "--fmad=false"))
+            self._logits_kernel = module.get_function("mask_logits")
+            self._crops_kernel = module.get_function("mask_crops")
+
+    def run(
+        self,
+        output0: Any,
+        output1: Any,
+        geometries: Sequence[LetterboxGeometry],
+        conf: float = 0.25,
+        iou: float = 0.7,
+        classes: Sequence[int] | None = None,
+        with_masks: bool = True,
+        max_det: int = 300,
+        agnostic: bool = False,
+    ) -> list[Detections]:
+        """Detections for the first ``len(geometries)`` frames of the batch (padding slots ignored)."""
+        count = len(geometries)
+        if count == 0:
+            return []
+        with self.ctx.active():
+            pred = to_cupy(output0)[:count]
+            protos = to_cupy(output1)[:count]
+            nc = self.num_classes
+            if pred.ndim != 3 or pred.shape[1] < 4 + nc:
+                raise EngineError(f"output0 shape {pred.shape} does not fit {nc} classes")
+            kept = self._select(pred, conf, iou, classes, max_det, agnostic)
+            frame_boxes = self._boxes_to_frames(kept, geometries)
+            masks: list[np.ndarray | None] = [None] * count
+            if with_masks:
+                mask_list, nonempty = self._masks(pred, protos, kept, geometries)
+                masks = list(mask_list)
+                if not nonempty.all():  # as Ultralytics and the CPU path: drop instances with empty masks
+                    masks = [m[nonempty[kept.image == i]] for i, m in enumerate(mask_list)]
+                    kept, frame_boxes = kept.take(np.flatnonzero(nonempty)), frame_boxes[nonempty]
+        results: list[Detections] = []
+        for i, geom in enumerate(geometries):
+            sel = np.flatnonzero(kept.image == i)
+            results.append(
+                Detections(
+                    boxes=frame_boxes[sel].astype(np.float32),
+                    scores=kept.scores[sel].astype(np.float32),
+                    class_ids=kept.class_ids[sel].astype(np.int32),
+                    masks=masks[i],
+                    names=self.names,
+                    frame_shape=geom.frame_shape,
+                )
+            )
+        return results
+
+    def _select(
+        self, pred: Any, conf: float, iou: float, classes: Sequence[int] | None, max_det: int, agnostic: bool
+    ) -> _Kept:
+        cp = self.ctx.cp
+        nc = self.num_classes
+        cls_scores = pred[:, 4 : 4 + nc, :]
+        best = cls_scores.max(axis=1).astype(cp.float32)  # (B, A)
+        best_cls = cls_scores.argmax(axis=1)
+        candidate = best > np.float32(conf)
+        if classes is not None:
+            # Ultralytics picks each anchor's best class first, then drops the unwanted ones.
+            lookup = np.zeros(nc, dtype=bool)
+            lookup[[c for c in classes if 0 <= int(c) < nc]] = True
+            candidate &= cp.asarray(lookup)[best_cls]
+        image_idx, anchor_idx = cp.nonzero(candidate)
+        if image_idx.size == 0:
+            empty = np.zeros((0,), np.int64)
+            return _Kept(empty, empty, np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), empty)
+        scores = best[image_idx, anchor_idx]
+        image_idx, anchor_idx, scores = self._cap_candidates(image_idx, anchor_idx, scores)
+        xywh = pred[image_idx, :4, anchor_idx].astype(cp.float32)  # (K, 4)
+        half = xywh[:, 2:] / 2
+        boxes = cp.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
+        cls = best_cls[image_idx, anchor_idx].astype(cp.int64)
+        groups = image_idx.astype(cp.int64) * (1 if agnostic else nc) + (0 if agnostic else cls)
+        keep = batched_nms(boxes, scores, groups, iou, prefer_torch=self.nms != "cupy")
+        packed = cp.concatenate(
+            [
+                cp.stack([image_idx[keep], anchor_idx[keep], cls[keep]], axis=1).astype(cp.float64),
+                scores[keep][:, None].astype(cp.float64),
+                boxes[keep].astype(cp.float64),
+            ],
+            axis=1,
+        )
+        host = self.ctx.download(packed, "post.packed").copy()  # the one sync of selection
+        # batched_nms orders by score over the whole batch; a stable sort by frame keeps that order
+        # within each frame, so each frame's first max_det are its best.
+        host = host[np.argsort(host[:, 0], kind="stable")]
+        image = host[:, 0].astype(np.int64)
+        ranks = np.arange(image.size) - np.searchsorted(image, image, side="left")
+        host = host[ranks < max_det]
+        return _Kept(
+            image=host[:, 0].astype(np.int64),
+            anchor=host[:, 1].astype(np.int64),
+            boxes_input=host[:, 4:8].astype(np.float32),
+            scores=host[:, 3].astype(np.float32),
+            class_ids=host[:, 2].astype(np.int64),
+        )
+
+    def _cap_candidates(self, image_idx: Any, anchor_idx: Any, scores: Any) -> tuple[Any, Any, Any]:
+        """Keep at most MAX_NMS candidates per image (the highest-scoring), as Ultralytics does."""
+        cp = self.ctx.cp
+        counts = cp.bincount(image_idx)
+        if int(counts.max()) <= MAX_NMS:
+            return image_idx, anchor_idx, scores
+        order = cp.lexsort(cp.stack([-scores, image_idx.astype(cp.float32)]))
+        image_idx, anchor_idx, scores = image_idx[order], anchor_idx[order], scores[order]
+        starts = cp.searchsorted(image_idx, image_idx, side="left")
+        keep = (cp.arange(image_idx.size) - starts) < MAX_NMS
+        return image_idx[keep], anchor_idx[keep], scores[keep]
+
+    @staticmethod
+    def _boxes_to_frames(kept: _Kept, geometries: Sequence[LetterboxGeometry]) -> np.ndarray:
+        out = np.zeros((kept.image.size, 4), np.float32)
+        for i, geom in enumerate(geometries):
+            sel = kept.image == i
+            if sel.any():
+                out[sel] = boxes_to_frame(kept.boxes_input[sel], geom)
+        return out
+
+    def _masks(
+        self,
+        pred: Any,
+        protos: Any,
+        kept: _Kept,
+        geometries: Sequence[LetterboxGeometry],
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per-frame (n, H, W) bool masks, and per-detection "mask not empty" flags."""
+        cp = self.ctx.cp
+        k_count = kept.image.size
+        if k_count == 0:
+            return [np.zeros((0, *g.frame_shape), bool) for g in geometries], np.zeros(0, bool)
+        nc = self.num_classes
+        nm = int(protos.shape[1])
+        mh, mw = int(protos.shape[2]), int(protos.shape[3])
+        in_h, in_w = geometries[0].input_shape
+        geo = np.zeros((k_count, 14), np.int32)
+        for k in range(k_count):
+            geo[k] = self._crop_geometry(kept.boxes_input[k], geometries[int(kept.image[k])])
+        sizes = geo[:, 2].astype(np.int64) * geo[:, 3]
+        offsets = np.zeros(k_count, np.int64)
+        offsets[1:] = np.cumsum(sizes)[:-1]
+        total = int(sizes.sum())
+        image_dev = cp.asarray(kept.image)
+        coeffs = cp.ascontiguousarray(pred[image_dev, 4 + nc : 4 + nc + nm, cp.asarray(kept.anchor)], dtype=cp.float32)
+        protos32 = cp.ascontiguousarray(protos, dtype=cp.float32)
+        logits = self.ctx.device_buffer("post.logits", (k_count, mh * mw), np.float32)
+        block = 256
+        self._logits_kernel(
+            ((mh * mw + block - 1) // block, k_count),
+            (block,),
+            (coeffs, image_dev, protos32, logits, np.int32(k_count), np.int32(nm), np.int32(mh * mw)),
+        )
+        crops = self.ctx.device_buffer("post.crops", (max(total, 1),), np.uint8)
+        flags = cp.zeros(k_count, dtype=cp.int32)
+        if total:
+            blocks_x = int(min(max(1, int(sizes.max()) // (4 * block)), 64))
+            self._crops_kernel(
+                (blocks_x, k_count),
+                (block,),
+                (
+                    logits,
+                    cp.asarray(geo),
+                    cp.asarray(offsets),
+                    crops,
+                    flags,
+                    np.int32(mh),
+                    np.int32(mw),
+                    np.int32(in_h),
+                    np.int32(in_w),
+                    np.float32(self.logit_threshold),
+                ),
+            )
+        nonempty = self.ctx.download(flags, "post.flags").astype(bool)
+        host = self.ctx.download(crops[:total], "post.crops")
+        out: list[np.ndarray] = []
+        for i, geom in enumerate(geometries):
+            sel = np.flatnonzero(kept.image == i)
+            masks = np.zeros((sel.size, *geom.frame_shape), dtype=bool)
+            for j, k in enumerate(sel):
+                if sizes[k]:
+                    x0, y0, cw, ch = (int(v) for v in geo[k, :4])
+                    crop = host[offsets[k] : offsets[k] + sizes[k]].reshape(ch, cw)
+                    masks[j, y0 : y0 + ch, x0 : x0 + cw] = crop.view(bool)
+            out.append(masks)
+        return out, nonempty
+
+    def _crop_geometry(self, box: np.ndarray, geom: LetterboxGeometry) -> tuple[int, ...]:
+        """The CPU path's window (input pixels inside the box) and the frame pixels it reaches."""
+        in_h, in_w = geom.input_shape
+        frame_h, frame_w = geom.frame_shape
+        left, top, right, bottom = geom.content_box
+        x1, y1, x2, y2 = (float(v) for v in box)
+        c0, c1 = max(math.ceil(x1), 0), min(math.ceil(x2), in_w)
+        r0, r1 = max(math.ceil(y1), 0), min(math.ceil(y2), in_h)
+        empty = (0, 0, 0, 0, c0, c1, r0, r1, left, top, right - left, bottom - top, frame_w, frame_h)
+        if c0 >= c1 or r0 >= r1:
+            return empty
+        fx_low, fx_high, fy_low, fy_high = self._frame_taps(geom)
+        ys = np.flatnonzero((fy_high >= r0) & (fy_low < r1))
+        xs = np.flatnonzero((fx_high >= c0) & (fx_low < c1))
+        if ys.size == 0 or xs.size == 0:
+            return empty
+        x0, y0 = int(xs[0]), int(ys[0])
+        return (x0, y0, int(xs[-1]) + 1 - x0, int(ys[-1]) + 1 - y0, *empty[4:])
+
+    def _frame_taps(self, geom: LetterboxGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        key = (geom.frame_shape, geom.content_box)
+        cached = self._taps_cache.get(key)
+        if cached is None:
+            left, top, right, bottom = geom.content_box
+            fx_low, fx_high, _ = linear_taps(geom.frame_shape[1], right - left)
+            fy_low, fy_high, _ = linear_taps(geom.frame_shape[0], bottom - top)
+            cached = (fx_low + left, fx_high + left, fy_low + top, fy_high + top)
+            if len(self._taps_cache) > 64:
+                self._taps_cache.clear()
+            self._taps_cache[key] = cached
+        return cached

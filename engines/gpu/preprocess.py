@@ -1,0 +1,227 @@
+"""Letterbox on the GPU: frames uploaded once, then one fused kernel per batch.
+
+The kernel resizes (bilinear, OpenCV's half-pixel ``INTER_LINEAR`` convention with the same edge
+clamping, rounded to uint8 like ``cv2.resize`` does), pads with 114, swaps BGR to RGB, scales to
+[0, 1] and writes NCHW (or channels-last) fp32/fp16 straight into the backend's input buffer. The
+geometry is the CPU path's own (``engines.preprocess.batch_geometry``), so both paths put every
+frame at the same place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from engines.base import EngineError
+from engines.gpu.memory import GpuContext
+from engines.preprocess import PAD_VALUE, LetterboxGeometry, batch_geometry, check_image
+
+logger = logging.getLogger(__name__)
+
+PARAMS_PER_FRAME = 8  # offset, height, width, new_height, new_width, top, left, unused
+_ALIGN = 256  # byte alignment of each frame in the staging buffer
+
+_KERNEL = r"""
+__device__ __forceinline__ unsigned short f32_to_f16_bits(float v) {
+    // Values here are in [0, 1]: either 0 or normal in half precision; round to nearest even.
+    if (v <= 0.0f) return 0;
+    unsigned int u = __float_as_uint(v);
+    int e = (int)((u >> 23) & 0xff) - 127 + 15;
+    if (e <= 0) return 0;
+    unsigned int m = u & 0x7fffff;
+    unsigned int h = ((unsigned int)e << 10) | (m >> 13);
+    unsigned int rem = m & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1u))) h += 1;
+    return (unsigned short)h;
+}
+
+__device__ __forceinline__ void store(float* dst, long long i, float v) { dst[i] = v; }
+__device__ __forceinline__ void store(unsigned short* dst, long long i, float v) { dst[i] = f32_to_f16_bits(v); }
+
+template <typename T>
+__device__ void letterbox(const unsigned char* __restrict__ src, const long long* __restrict__ params,
+                          T* __restrict__ dst, int out_h, int out_w, long long sb, long long sc, long long sy,
+                          long long sx, int n_frames, float pad, int round_u8) {
+    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    const int b = blockIdx.z;
+    if (x >= out_w || y >= out_h || b >= n_frames) return;
+    const long long* p = params + (long long)b * 8;
+    const long long offset = p[0];
+    const int h = (int)p[1], w = (int)p[2], nh = (int)p[3], nw = (int)p[4], top = (int)p[5], left = (int)p[6];
+    const int ix = x - left, iy = y - top;
+    float c0 = pad, c1 = pad, c2 = pad;  // B, G, R
+    if (ix >= 0 && iy >= 0 && ix < nw && iy < nh) {
+        const unsigned char* img = src + offset;
+        float fx = (float)((ix + 0.5) * ((double)w / nw) - 0.5);
+        float fy = (float)((iy + 0.5) * ((double)h / nh) - 0.5);
+        int x0 = (int)floorf(fx), y0 = (int)floorf(fy);
+        float ax = fx - x0, ay = fy - y0;
+        if (x0 < 0) { x0 = 0; ax = 0.f; }
+        if (y0 < 0) { y0 = 0; ay = 0.f; }
+        if (x0 >= w - 1) { x0 = w - 1; ax = 0.f; }
+        if (y0 >= h - 1) { y0 = h - 1; ay = 0.f; }
+        const int x1 = min(x0 + 1, w - 1), y1 = min(y0 + 1, h - 1);
+        const unsigned char* r0 = img + (long long)y0 * w * 3;
+        const unsigned char* r1 = img + (long long)y1 * w * 3;
+        float v[3];
+        #pragma unroll
+        for (int c = 0; c < 3; ++c) {
+            const float top_v = r0[x0 * 3 + c] * (1.f - ax) + r0[x1 * 3 + c] * ax;
+            const float bot_v = r1[x0 * 3 + c] * (1.f - ax) + r1[x1 * 3 + c] * ax;
+            float val = top_v * (1.f - ay) + bot_v * ay;
+            if (round_u8) val = floorf(val + 0.5f);
+            v[c] = val * (1.0f / 255.0f);
+        }
+        c0 = v[0]; c1 = v[1]; c2 = v[2];
+    }
+    const long long base = (long long)b * sb + (long long)y * sy + (long long)x * sx;
+    store(dst, base, c2);           // R
+    store(dst, base + sc, c1);      // G
+    store(dst, base + 2 * sc, c0);  // B
+}
+
+extern "C" __global__ void letterbox_f32(const unsigned char* src, const long long* params, float* dst,
+                                         int out_h, int out_w, long long sb, long long sc, long long sy,
+                                         long long sx, int n_frames, float pad, int round_u8) {
+    letterbox<float>(src, params, dst, out_h, out_w, sb, sc, sy, sx, n_frames, pad, round_u8);
+}
+
+extern "C" __global__ void letterbox_f16(const unsigned char* src, const long long* params, unsigned short* dst,
+                                         int out_h, int out_w, long long sb, long long sc, long long sy,
+                                         long long sx, int n_frames, float pad, int round_u8) {
+    letterbox<unsigned short>(src, params, dst, out_h, out_w, sb, sc, sy, sx, n_frames, pad, round_u8);
+}
+"""
+
+
+def kernel_source() -> str:
+    """The CUDA source (exposed so it can be compiled offline for a syntax and resource check)."""
+    return _KERNEL
+
+
+def _staging_layout(frames: Sequence[np.ndarray]) -> tuple[list[int], int]:
+    """Byte offset of each frame in the staging buffer (aligned), and the total size."""
+    offsets: list[int] = []
+    cursor = 0
+    for frame in frames:
+        offsets.append(cursor)
+        cursor += (frame.nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
+    return offsets, cursor
+
+
+class GpuLetterbox:
+    """Uploads a batch of BGR frames and letterboxes it on the GPU into a caller-owned tensor.
+
+    ``copy_threads`` host threads fill the pinned staging buffer in parallel (NumPy copies release
+    the GIL) and each issues its frame's upload as soon as its copy is done, so the host copy and
+    the PCIe transfer overlap.
+    """
+
+    def __init__(self, context: GpuContext, copy_threads: int = 4, round_u8: bool = True) -> None:
+        self.ctx = context
+        self.round_u8 = round_u8
+        cp = context.cp
+        with context.device:
+            module = cp.RawModule(code=_KERNEL, options=("--std=c++17",))
+            self._uploaded = cp.cuda.Event(block=False, disable_timing=True)
+            self._kernels = {
+                np.dtype(np.float32): module.get_function("letterbox_f32"),
+                np.dtype(np.float16): module.get_function("letterbox_f16"),
+            }
+        self._pool = ThreadPoolExecutor(max_workers=copy_threads, thread_name_prefix="trtseg-stage")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def geometry(
+        self, images: Sequence[np.ndarray], target: tuple[int, int], stride: int, rectangular: bool
+    ) -> list[LetterboxGeometry]:
+        """The same per-frame geometry the CPU path computes (validates every frame)."""
+        for i, image in enumerate(images):
+            try:
+                check_image(image, i)
+            except ValueError as exc:
+                raise EngineError(str(exc)) from exc
+        return batch_geometry([image.shape[:2] for image in images], target, stride, rectangular)
+
+    def run(self, images: Sequence[np.ndarray], geometries: Sequence[LetterboxGeometry], out: Any) -> None:
+        """Upload ``images`` and write the letterboxed batch into ``out`` (CuPy, (B, 3, H, W) view).
+
+        ``out`` may be any strided view (NCHW contiguous, or channels-last): the kernel writes
+        through its strides. Batch slots past ``len(images)`` are left untouched.
+        """
+        count = len(images)
+        if count == 0:
+            return
+        if out.ndim != 4 or out.shape[1] != 3 or out.shape[0] < count:
+            raise EngineError(f"letterbox output must be (>= {count}, 3, H, W), got {out.shape}")
+        kernel = self._kernels.get(np.dtype(out.dtype))
+        if kernel is None:
+            raise EngineError(f"letterbox writes float32 or float16, not {out.dtype}")
+        out_h, out_w = int(out.shape[2]), int(out.shape[3])
+        for geom in geometries:
+            if geom.input_shape != (out_h, out_w):
+                raise EngineError(f"geometry canvas {geom.input_shape} does not match the input {(out_h, out_w)}")
+
+        # The staging buffer is reused: the previous batch's uploads must have left it.
+        self._uploaded.synchronize()
+        offsets, total = _staging_layout(images)
+        params = np.zeros((count, PARAMS_PER_FRAME), np.int64)
+        for i, (image, geom, offset) in enumerate(zip(images, geometries, offsets, strict=True)):
+            params[i] = (
+                offset,
+                image.shape[0],
+                image.shape[1],
+                geom.resized[1],
+                geom.resized[0],
+                geom.pad[1],
+                geom.pad[0],
+                0,
+            )
+        host = self.ctx.pinned("letterbox.frames", total)
+        host_params = self.ctx.pinned("letterbox.params", params.nbytes)
+        host_params.view(np.int64)[:] = params.ravel()
+        dev_frames = self.ctx.device_buffer("letterbox.frames", (total,), np.uint8)
+        dev_params = self.ctx.device_buffer("letterbox.params", (params.size,), np.int64)
+
+        with self.ctx.active():
+            self.ctx.upload(host_params, dev_params)
+
+            def stage(i: int) -> None:
+                image, offset = images[i], offsets[i]
+                np.copyto(host[offset : offset + image.nbytes].reshape(image.shape), image, casting="no")
+                with self.ctx.device:  # the current device is per thread
+                    self.ctx.upload(host[offset : offset + image.nbytes], dev_frames[offset : offset + image.nbytes])
+
+            if count == 1:
+                stage(0)
+            else:
+                list(self._pool.map(stage, range(count)))
+            self._uploaded.record(self.ctx.stream)
+            itemsize = out.dtype.itemsize
+            strides = [s // itemsize for s in out.strides]
+            block = (32, 8, 1)
+            grid = ((out_w + block[0] - 1) // block[0], (out_h + block[1] - 1) // block[1], count)
+            kernel(
+                grid,
+                block,
+                (
+                    dev_frames,
+                    dev_params,
+                    out,
+                    np.int32(out_h),
+                    np.int32(out_w),
+                    np.int64(strides[0]),
+                    np.int64(strides[1]),
+                    np.int64(strides[2]),
+                    np.int64(strides[3]),
+                    np.int32(count),
+                    np.float32(PAD_VALUE / 255.0),
+                    np.int32(1 if self.round_u8 else 0),
+                ),
+            )
