@@ -207,3 +207,9 @@ def test_unsupported_urls_are_refused() -> None:
         EventStore("mysql://root@127.0.0.1:1/").migrate()
     with pytest.raises(DatabaseUrlError, match="database name"):
         EventStore("mysql://root@127.0.0.1:1/bad`name").migrate()
+
+
+def test_large_batches_are_split_into_statements(store: EventStore) -> None:
+    records = [record(started=T0 + timedelta(milliseconds=i), camera_id=f"c{i % 7}") for i in range(1203)]
+    assert store.upsert(records + records[:10]) == 1213
+    assert _count(store) == 1203

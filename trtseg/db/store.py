@@ -29,6 +29,8 @@ from trtseg.events import EventRecord
 logger = logging.getLogger(__name__)
 
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+# Multi-row statements stay far below SQLite's bound-parameter limit (17 columns a row).
+ROWS_PER_STATEMENT = 500
 GROUP_KEYS: tuple[str, ...] = ("site", "camera_id", "class_name", "status", "day")
 
 
@@ -173,15 +175,17 @@ class EventStore:
         rows = [record_to_row(r, now) for r in records]
         if not rows:
             return 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), ROWS_PER_STATEMENT):
+                conn.execute(self._upsert_statement(rows[start : start + ROWS_PER_STATEMENT]))
+        return len(rows)
+
+    def _upsert_statement(self, rows: list[dict[str, Any]]) -> Any:
         if self.dialect == "mysql":
             stmt = mysql.insert(s.events).values(rows)
-            stmt = stmt.on_duplicate_key_update(_forward_only(stmt.inserted))
-        else:
-            stmt = sqlite.insert(s.events).values(rows)
-            stmt = stmt.on_conflict_do_update(index_elements=["event_id"], set_=dict(_forward_only(stmt.excluded)))
-        with self.engine.begin() as conn:
-            conn.execute(stmt)
-        return len(rows)
+            return stmt.on_duplicate_key_update(_forward_only(stmt.inserted))
+        stmt = sqlite.insert(s.events).values(rows)
+        return stmt.on_conflict_do_update(index_elements=["event_id"], set_=dict(_forward_only(stmt.excluded)))
 
     # ------------------------------------------------------------------ reads
     def get(self, event_id: str) -> EventOut | None:
