@@ -23,6 +23,7 @@ import numpy as np
 from trtseg.config.camera import CameraConfig
 from trtseg.detections import Detections
 from trtseg.frames import Frame
+from trtseg.keyframes import encode_jpeg
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,6 @@ def new_event_id(now_s: float | None = None) -> str:
 def utc(ts: float) -> datetime:
     """Seconds since the epoch as an aware UTC datetime (microsecond precision)."""
     return datetime.fromtimestamp(ts, tz=UTC)
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    """BGR image to JPEG bytes; a failed encode is a bug upstream, so it raises."""
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError(f"could not encode a {image.shape} image as JPEG")
-    return buf.tobytes()
 
 
 @dataclass(slots=True)

@@ -14,11 +14,22 @@ import secrets
 from datetime import date
 from pathlib import Path, PurePosixPath
 
+import cv2
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 KINDS = ("raw", "annotated")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """BGR image to JPEG bytes; a failed encode is a bug upstream, so it raises."""
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"could not encode a {image.shape} image as JPEG")
+    return buf.tobytes()
 
 
 class KeyframePathError(ValueError):
@@ -70,11 +81,13 @@ class KeyframeStore:
         return target
 
     def save(
-        self, site: str, camera_id: str, day: date, event_id: str, jpegs: dict[str, bytes | None]
+        self, site: str, camera_id: str, day: date, event_id: str, jpegs: dict[str, bytes | np.ndarray | None]
     ) -> dict[str, str]:
-        """Write the given kinds (raw / annotated) of one event; returns kind -> relative path."""
+        """Write the given kinds (raw / annotated) of one event, as JPEG bytes or BGR images (encoded
+        at this store's quality); returns kind -> relative path."""
         out: dict[str, str] = {}
-        for kind, data in jpegs.items():
+        for kind, value in jpegs.items():
+            data = encode_jpeg(value, self.jpeg_quality) if isinstance(value, np.ndarray) else value
             if data:
                 relative = self.relative_path(site, camera_id, day, event_id, kind)
                 self.write(relative, data)

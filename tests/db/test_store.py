@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -71,6 +73,24 @@ def test_migrate_from_many_threads_at_once(store: EventStore) -> None:
     assert errors == []
     assert sorted(results) == [[], [], [], [1]]
     assert _versions(store) == [1]
+
+
+@pytest.mark.slow
+def test_migrate_from_several_processes(tmp_path: Path) -> None:
+    """Real processes racing on one SQLite file: one applies version 1, the others find it done."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    code = "import sys; from trtseg.db import EventStore; print(EventStore(sys.argv[1]).migrate())"
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, url], cwd=root, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = sorted(proc.communicate(timeout=120)[0].strip() for proc in procs)
+    assert [proc.returncode for proc in procs] == [0, 0, 0]
+    assert outputs == ["[1]", "[]", "[]"]
+    store = EventStore(url)
+    assert _versions(store) == [1]
+    store.close()
 
 
 def test_newer_schema_is_refused(store: EventStore) -> None:

@@ -6,6 +6,8 @@ import os
 from datetime import date
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from trtseg.keyframes import KeyframePathError, KeyframeStore
@@ -76,3 +78,15 @@ def test_bad_quality_and_empty_data(tmp_path: Path) -> None:
         KeyframeStore(tmp_path, jpeg_quality=5)
     with pytest.raises(ValueError, match="empty"):
         KeyframeStore(tmp_path).write("a/b.jpg", b"")
+
+
+def test_images_are_encoded_at_the_store_quality(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    low = KeyframeStore(tmp_path / "low", jpeg_quality=20).save("s", "c", DAY, EVENT, {"raw": image})
+    high = KeyframeStore(tmp_path / "high", jpeg_quality=95).save("s", "c", DAY, EVENT, {"raw": image})
+    low_bytes = (tmp_path / "low" / low["raw"]).read_bytes()
+    high_bytes = (tmp_path / "high" / high["raw"]).read_bytes()
+    assert len(low_bytes) < len(high_bytes)
+    decoded = cv2.imdecode(np.frombuffer(high_bytes, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == image.shape
