@@ -100,7 +100,9 @@ def _sample_source(source: str, want: int, spec: Sampling, open_timeout_s: float
     if "://" not in source and not path.exists():
         raise QuantizationError(f"calibration source not found: {source}")
     try:
-        container = av.open(source, timeout=(open_timeout_s, open_timeout_s))
+        # RTSP over TCP: UDP loses packets (and whole frames) on busy networks.
+        options = {"rtsp_transport": "tcp"} if source.startswith(("rtsp://", "rtsps://")) else {}
+        container = av.open(source, options=options, timeout=(open_timeout_s, open_timeout_s))
     except (av.FFmpegError, OSError) as exc:
         raise QuantizationError(f"cannot open calibration source {source}: {exc}") from exc
     try:

@@ -13,6 +13,7 @@ from engines.model import load_model_info
 from engines.quant.calibration import build_calibration_set
 from engines.quant.common import QuantizationError
 from engines.quant.sampling import Sampling, sample_frames, split_count
+from tests.services.streaming import RtspServer
 
 
 def digest(frame: np.ndarray) -> str:
@@ -81,3 +82,12 @@ def test_calibration_set_letterboxed_like_inference_and_cached(clip: Path, seg_m
     assert again.sha256 == calib.sha256 and cache.is_file()
     other = build_calibration_set([clip], info, 4, "random:1", imgsz=(192, 320), cache=cache)
     assert other.sha256 != calib.sha256
+
+
+@pytest.mark.slow
+def test_live_camera_sampling(rtsp_server: RtspServer) -> None:
+    """A real RTSP camera (gst-rtsp-server): every:K works live; duration-based sampling says why not."""
+    frames = sample_frames([rtsp_server.url], 3, "every:5", open_timeout_s=10.0)
+    assert [f.shape for f in frames] == [(360, 640, 3)] * 3
+    with pytest.raises(QuantizationError, match="no known duration"):
+        sample_frames([rtsp_server.url], 2, "uniform", open_timeout_s=10.0)
