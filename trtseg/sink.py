@@ -1,7 +1,8 @@
 """EventSink: key frames to disk, event rows to the database, the spool while it is down.
 
-``submit`` writes the key frame JPEGs and queues the rows: in memory while the database is up
-and the spool is empty, otherwise at the end of the durable spool, so order is kept. ``flush``
+``submit`` writes the key frame JPEGs and queues the rows at the end of the durable spool
+(``durable_submit``, the default: a crash of the process loses nothing), or, with it off, in
+memory while the database is up and the spool is empty; order is kept either way. ``flush``
 (called by a background thread every ``flush_interval_s``, or directly) drains the spool first,
 then memory, in batches of ``batch_size``. A database error moves everything waiting to the
 spool and retries with capped exponential backoff. Upserts are idempotent, so replaying a batch
@@ -92,12 +93,12 @@ class EventSink:
                 self._memory.extend(payloads)
             self._counters["submitted"] += len(payloads)
             pending = len(self._memory)
-        if pending >= self.config.batch_size:
+        if pending >= self.config.batch_size or (self.config.durable_submit and self._db_up):
             self._wake.set()
         return len(payloads)
 
     def _to_spool(self) -> bool:
-        return self._db_up is False or len(self.spool) > 0
+        return self.config.durable_submit or self._db_up is False or len(self.spool) > 0
 
     def _store_keyframes(self, record: EventRecord) -> EventRecord:
         paths = self.keyframes.save(

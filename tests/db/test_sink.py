@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -174,11 +176,52 @@ def test_unreadable_spool_entry_is_set_aside_not_blocking(tmp_path: Path) -> Non
     assert [r["event_id"] for r in rows(url)] == [good.event_id]
 
 
+CRASHING_CHILD = """
+import os, sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from tests.db.conftest import record
+from tests.db.test_sink import sink_config
+from trtseg.sink import EventSink
+sink = EventSink(sink_config(Path(sys.argv[1]), sys.argv[2]), start=False)
+t0 = datetime(2026, 1, 1, tzinfo=UTC)
+sink.submit([record(started=t0 + timedelta(seconds=i), site="crash") for i in range(5)])
+os._exit(0)  # dies without flush or close
+"""
+
+
+def test_submitted_events_survive_a_crash_of_the_sink_process(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_CHILD, str(tmp_path), url], cwd=root, timeout=120, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    sink = EventSink(sink_config(tmp_path, url), start=False)
+    assert sink.stats()["spooled"] == 5
+    assert sink.flush() == 5
+    sink.close()
+    assert [r["site"] for r in rows(url)] == ["crash"] * 5
+
+
+def test_memory_mode_writes_on_close(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    sink = EventSink(sink_config(tmp_path, url, durable_submit=False), start=False)
+    sink.flush()  # database known up: submits stay in memory
+    sink.submit([record(started=T0 + timedelta(seconds=i)) for i in range(3)])
+    assert sink.stats()["pending_memory"] == 3 and sink.stats()["spooled"] == 0
+    sink.close()
+    assert len(rows(url)) == 3
+
+
 @pytest.mark.mysql
 @pytest.mark.slow
-def test_database_outage_loses_and_duplicates_nothing(tmp_path: Path, private_mariadb: PrivateMariaDB) -> None:
+@pytest.mark.parametrize("durable", [True, False], ids=["durable", "memory"])
+def test_database_outage_loses_and_duplicates_nothing(
+    tmp_path: Path, private_mariadb: PrivateMariaDB, durable: bool
+) -> None:
     url = private_mariadb.url("trtseg_sink")
-    sink = EventSink(sink_config(tmp_path, url))
+    sink = EventSink(sink_config(tmp_path, url, durable_submit=durable))
     events = [record(started=T0 + timedelta(seconds=i), frames_seen=1) for i in range(30)]
     done = threading.Event()
     failures: list[BaseException] = []

@@ -24,6 +24,11 @@ class SinkConfig(Section):
     batch_size: int = Field(default=64, ge=1, le=10_000, description="Events written per transaction.")
     flush_interval_s: float = Field(default=1.0, gt=0, le=60, description="Longest an event waits to be written.")
     retry_max_s: float = Field(default=30.0, gt=0, le=600, description="Longest wait between reconnect attempts.")
+    durable_submit: bool = Field(
+        default=True,
+        description="Put every event in the on-disk spool before submit returns, so a crash of the sink "
+        "process loses nothing; off: events wait in memory (at most flush_interval_s) while the database is up.",
+    )
 
     @field_validator("database_url")
     @classmethod
