@@ -1,0 +1,208 @@
+"""CPU engine benchmark: trtseg's full path against Ultralytics ``predict`` on the same ONNX model.
+
+Times pre-processing + inference + post-processing with masks per frame, for 1280x720 frames at
+batch 1 and 8, on both sides; Ultralytics runs in a separate reference environment (it is never a
+trtseg dependency) started by this script. Rounds alternate between the two sides so that load
+from other processes hits both alike; the median round is reported. Prints a markdown table
+(and, with --markdown-out, writes it to a file)::
+
+    .venv/bin/python bench/bench_engine.py --model models/trtseg-cable-n.onnx \
+        --ref-python /tmp/refenv/bin/python --rounds 3 --iters 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def make_frames(count: int, size: tuple[int, int] = (1280, 720)) -> list[np.ndarray]:
+    """Deterministic 1280x720 frames: generated scenes where ``datasets.scenes`` exists, else noise."""
+    try:
+        from datasets.scenes import SceneConfig, generate_scene
+
+        return [generate_scene(1000 + i, SceneConfig(size=size)).image for i in range(count)]
+    except ImportError:
+        import cv2
+
+        rng = np.random.default_rng(0)
+        return [
+            cv2.resize(rng.integers(0, 256, (size[1] // 16, size[0] // 16, 3), np.uint8), size) for _ in range(count)
+        ]
+
+
+def run_ours(model: Path, batch: int, iters: int, conf: float, frames: list[np.ndarray]) -> dict[str, float]:
+    from engines.engine import SegmentationEngine
+    from trtseg.config import EngineConfig
+
+    engine = SegmentationEngine(EngineConfig(model=model, batch_size=max(batch, 1))).load()
+    groups = [frames[i : i + batch] for i in range(0, len(frames), batch)]
+    for group in groups[:2]:
+        engine.predict(group, conf=conf)  # warm-up
+    engine.total_timings = type(engine.total_timings)()
+    detections = 0
+    start = time.perf_counter()
+    for _ in range(iters):
+        for group in groups:
+            detections += sum(len(d) for d in engine.predict(group, conf=conf))
+    wall = time.perf_counter() - start
+    t = engine.total_timings
+    n = t.frames
+    return {
+        "frame_ms": wall * 1e3 / n,
+        "pre_ms": t.pre_ms / n,
+        "infer_ms": t.infer_ms / n,
+        "post_ms": t.post_ms / n,
+        "detections_per_frame": detections / n,
+        "input_shape": list(engine.last_input_shape),
+    }
+
+
+def run_ultralytics(model: Path, batch: int, iters: int, conf: float, frames: list[np.ndarray]) -> dict[str, float]:
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(model), task="segment")
+    groups = [frames[i : i + batch] for i in range(0, len(frames), batch)]
+    for group in groups[:2]:
+        yolo.predict(group, imgsz=640, conf=conf, verbose=False)
+    pre = infer = post = 0.0
+    detections = n = 0
+    start = time.perf_counter()
+    for _ in range(iters):
+        for group in groups:
+            results = yolo.predict(group, imgsz=640, conf=conf, verbose=False)
+            for r in results:  # Ultralytics reports per-image ms for the batch
+                pre, infer, post = (
+                    pre + r.speed["preprocess"],
+                    infer + r.speed["inference"],
+                    post + r.speed["postprocess"],
+                )
+                detections += len(r.boxes)
+                # Conservative: Results keeps masks at the network's input size; trtseg also pays for
+                # resizing them to the frame, Ultralytics is not charged for that here.
+            n += len(group)
+    wall = time.perf_counter() - start
+    return {
+        "frame_ms": wall * 1e3 / n,
+        "pre_ms": pre / n,
+        "infer_ms": infer / n,
+        "post_ms": post / n,
+        "detections_per_frame": detections / n,
+    }
+
+
+def side_main(args: argparse.Namespace) -> int:
+    """One measurement in this process; prints a JSON line."""
+    frames = make_frames(args.frames)
+    runner = run_ours if args.side == "ours" else run_ultralytics
+    result = runner(args.model, args.batch, args.iters, args.conf, frames)
+    print("RESULT " + json.dumps(result))
+    return 0
+
+
+def measure(python: str, side: str, args: argparse.Namespace, batch: int) -> dict[str, float]:
+    cmd = [
+        python,
+        str(Path(__file__).resolve()),
+        "--side",
+        side,
+        "--model",
+        str(args.model),
+        "--batch",
+        str(batch),
+        "--iters",
+        str(args.iters),
+        "--frames",
+        str(args.frames),
+        "--conf",
+        str(args.conf),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env, cwd=ROOT)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{side} run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def table(rows: list[dict[str, object]], command: str) -> str:
+    lines = [
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"{platform.python_version()}; command: `{command}`",
+        "",
+        "| model | batch | side | input | ms/frame | pre | infer | post (share) | det/frame | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        share = 100 * row["post_ms"] / max(row["frame_ms"], 1e-9)
+        lines.append(
+            f"| {row['model']} | {row['batch']} | {row['side']} | {row.get('input', '640x640')} | "
+            f"{row['frame_ms']:.1f} | {row['pre_ms']:.1f} | {row['infer_ms']:.1f} | "
+            f"{row['post_ms']:.1f} ({share:.0f}%) | {row['detections_per_frame']:.1f} | {row.get('speedup', '')} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=ROOT / "models/trtseg-cable-n.onnx")
+    parser.add_argument("--ref-python", default="/tmp/refenv/bin/python", help="Python with ultralytics installed")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=3, help="passes over the frames per round")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--conf", type=float, default=0.25)
+    parser.add_argument("--markdown-out", type=Path)
+    parser.add_argument("--side", choices=["ours", "ultralytics"], help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.model = args.model if args.model.is_absolute() else (Path.cwd() / args.model).resolve()
+    if args.side:
+        return side_main(args)
+
+    rows: list[dict[str, object]] = []
+    for batch in (int(b) for b in args.batches.split(",")):
+        results: dict[str, list[dict[str, float]]] = {"ours": [], "ultralytics": []}
+        for _ in range(args.rounds):
+            results["ours"].append(measure(sys.executable, "ours", args, batch))
+            results["ultralytics"].append(measure(args.ref_python, "ultralytics", args, batch))
+        medians = {}
+        for side, runs in results.items():
+            runs.sort(key=lambda r: r["frame_ms"])
+            medians[side] = runs[len(runs) // 2]
+        speedup = medians["ultralytics"]["frame_ms"] / medians["ours"]["frame_ms"]
+        shape = medians["ours"].get("input_shape", [0, 0, 0, 0])
+        for side in ("ours", "ultralytics"):
+            row = {
+                "model": args.model.name,
+                "batch": batch,
+                "side": "trtseg" if side == "ours" else "ultralytics",
+                **medians[side],
+                "input": f"{shape[2]}x{shape[3]}",
+            }
+            if side == "ours":
+                row["speedup"] = f"{speedup:.2f}x"
+            rows.append(row)
+        print(json.dumps({"batch": batch, **{k: v for k, v in medians.items()}}), flush=True)
+    command = "python bench/bench_engine.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = table(rows, command)
+    print(text)
+    if args.markdown_out:
+        args.markdown_out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
