@@ -142,7 +142,11 @@ class CudaBackend:
             source = cp.asarray(batch) if isinstance(batch, np.ndarray) else batch
             view[:count] = cp.asarray(source).astype(view.dtype, copy=False)
         out0, out1 = self.run(size, (height, width))
-        return out0[:count].float().clone(), out1[:count].float().clone()
+        stream = self.context.torch_stream()
+        with self._torch.cuda.stream(stream):  # copies on the stream that produced the outputs
+            result = out0[:count].float().clone(), out1[:count].float().clone()
+        stream.synchronize()
+        return result
 
     # -- device path (engines.gpu.pipeline) ----------------------------------------------------
     def plan_batch(self, count: int) -> int:

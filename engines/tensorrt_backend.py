@@ -207,7 +207,10 @@ class TensorRTBackend:
         with self.context.active():
             view[...] = cp.asarray(batch).astype(view.dtype, copy=False)
         out0, out1 = self.run(count, (height, width))
-        return out0.copy(), out1.copy()
+        with self.context.active():
+            result = out0.copy(), out1.copy()
+        self.context.synchronize()
+        return result
 
     # -- device path (engines.gpu.pipeline) ----------------------------------------------------
     def plan_batch(self, count: int) -> int:

@@ -90,13 +90,16 @@ def batched_nms(boxes: Any, scores: Any, groups: Any, iou: float, prefer_torch: 
         import torch
         import torchvision
 
-        keep = torchvision.ops.batched_nms(
-            torch.from_dlpack(cp.ascontiguousarray(boxes, dtype=cp.float32)),
-            torch.from_dlpack(cp.ascontiguousarray(scores, dtype=cp.float32)),
-            torch.from_dlpack(cp.ascontiguousarray(groups, dtype=cp.int64)),
-            float(iou),
-        )
-        return cp.from_dlpack(keep)
+        # Run on CuPy's current stream so no cross-stream synchronisation is needed.
+        stream = torch.cuda.ExternalStream(cp.cuda.get_current_stream().ptr)
+        with torch.cuda.stream(stream):
+            keep = torchvision.ops.batched_nms(
+                torch.from_dlpack(cp.ascontiguousarray(boxes, dtype=cp.float32)),
+                torch.from_dlpack(cp.ascontiguousarray(scores, dtype=cp.float32)),
+                torch.from_dlpack(cp.ascontiguousarray(groups, dtype=cp.int64)),
+                float(iou),
+            )
+            return cp.from_dlpack(keep)
     return nms_cupy(boxes, scores, groups, iou)
 
 

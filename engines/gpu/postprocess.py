@@ -20,7 +20,6 @@ import numpy as np
 from engines.base import EngineError
 from engines.gpu.memory import GpuContext, to_cupy
 from engines.gpu.nms import batched_nms
-from engines.postprocess import _linear_taps as linear_taps
 from engines.preprocess import LetterboxGeometry, boxes_to_frame
 from trtseg.detections import Detections
 
@@ -43,7 +42,8 @@ extern "C" __global__ void mask_logits(const float* __restrict__ coeffs, const l
     out[(long long)k * p_count + p] = acc;
 }
 
-// Taps of PyTorch/our CPU path's bilinear resampling (align_corners=False): source index and weight.
+// Bilinear taps as cv2.INTER_LINEAR (and PyTorch align_corners=False) take them: half-pixel centres,
+// edges clamped. Returns the two source indices and the weight of the second.
 __device__ __forceinline__ void taps(int i, int out_size, int in_size, int* low, int* high, float* w) {
     const float scale = (float)in_size / (float)out_size;
     float src = scale * ((float)i + 0.5f) - 0.5f;
@@ -106,6 +106,18 @@ extern "C" __global__ void mask_crops(const float* __restrict__ logits, const in
     if (any) atomicOr(nonempty + k, 1);
 }
 """
+
+
+def linear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps (half-pixel centres, edges clamped, as cv2.INTER_LINEAR): low, high, weight.
+
+    The host twin of the kernels' ``taps``: used to find which frame pixels a box's mask reaches.
+    """
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = np.maximum(scale * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), 0)
+    low = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    high = np.minimum(low + 1, in_size - 1)
+    return low, high, np.clip(src - low, 0.0, 1.0).astype(np.float32)
 
 
 def kernel_source() -> str:

@@ -37,6 +37,10 @@ def specialise_onnx(model: Any, input_name: str, shape: tuple[int, int, int, int
         return None
     dims = model.graph.input[0].type.tensor_type.shape.dim
     names = [d.dim_param for d in dims]
+    fixed = [(i, d.dim_value) for i, d in enumerate(dims) if d.HasField("dim_value") and d.dim_value > 0]
+    for axis, value in fixed:
+        if value != shape[axis]:
+            raise EngineError(f"input shape {shape} does not fit the model's fixed input (axis {axis} is {value})")
     with tempfile.TemporaryDirectory(prefix="trtseg-spec-") as tmp:
         source = Path(tmp) / "source.onnx"
         target = Path(tmp) / "static.onnx"
