@@ -216,9 +216,9 @@ def test_memory_mode_writes_on_close(tmp_path: Path) -> None:
 
 @pytest.mark.mysql
 @pytest.mark.slow
-@pytest.mark.parametrize("durable", [True, False], ids=["durable", "memory"])
+@pytest.mark.parametrize(("durable", "outage"), [(True, "kill"), (False, "stop")], ids=["durable-kill", "memory-stop"])
 def test_database_outage_loses_and_duplicates_nothing(
-    tmp_path: Path, private_mariadb: PrivateMariaDB, durable: bool
+    tmp_path: Path, private_mariadb: PrivateMariaDB, durable: bool, outage: str
 ) -> None:
     url = private_mariadb.url("trtseg_sink")
     sink = EventSink(sink_config(tmp_path, url, durable_submit=durable))
@@ -249,7 +249,7 @@ def test_database_outage_loses_and_duplicates_nothing(
     producer.start()
     try:
         wait_until(lambda: sink.stats()["written"] > 0, 20, "first rows written")
-        private_mariadb.stop()
+        private_mariadb.kill() if outage == "kill" else private_mariadb.stop()
         wait_until(lambda: sink.stats()["db_up"] is False, 20, "the sink to notice the outage")
         wait_until(lambda: sink.stats()["spooled"] > 0, 20, "a backlog in the spool")
         time.sleep(1.0)

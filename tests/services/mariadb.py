@@ -149,6 +149,13 @@ class PrivateMariaDB:
                 self.proc.wait(10)
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or power cut would: InnoDB recovers on the next start."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
     def url(self, database: str) -> str:
         return self.info.url(database)
 
