@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -190,7 +191,7 @@ def _chain_rings(rings: list[np.ndarray]) -> np.ndarray:
         cur = rings[j][k]
     parts: list[np.ndarray] = []
     entries: list[np.ndarray] = []
-    for j, k in zip(order, entry):
+    for j, k in zip(order, entry, strict=True):
         r = np.roll(rings[j], -k, axis=0)
         parts.append(np.concatenate([r, r[:1]]))  # full loop back to the entry vertex
         entries.append(r[:1])
@@ -225,11 +226,11 @@ def _shade(c: Color, f: float) -> Color:
 
 
 def _pt(p: Point) -> tuple[int, int]:
-    return int(round(p[0])), int(round(p[1]))
+    return int(round(p[0])), int(round(p[1]))  # noqa: RUF046 (numpy scalars)
 
 
 def _line(canvas_img: np.ndarray, mask: np.ndarray | None, a: Point, b: Point, color: Color, t: int) -> None:
-    t = max(1, int(round(t)))
+    t = max(1, int(t))
     cv2.line(canvas_img, _pt(a), _pt(b), color, t, cv2.LINE_AA)
     if mask is not None:
         cv2.line(mask, _pt(a), _pt(b), 1, t, cv2.LINE_8)
@@ -286,7 +287,7 @@ def _draw_sky(rng: np.random.Generator, img: np.ndarray, roof_y: int) -> None:
 
 
 def _draw_wall(rng: np.random.Generator, img: np.ndarray, y0: int, y1: int) -> None:
-    h, w = img.shape[:2]
+    _, w = img.shape[:2]
     kind = rng.choice(["plaster", "brick", "tile", "concrete"])
     if kind == "brick":
         base = _hsv(rng.uniform(3, 15), rng.uniform(90, 170), rng.uniform(110, 180))
@@ -347,7 +348,13 @@ def _draw_windows(
         if shop_floor and fi == 1:  # ground floor: a door / shutter instead of windows
             for cx in range(x_off, w + col_w, col_w * 2):
                 x1 = cx + col_w // 4
-                cv2.rectangle(img, (x1, ground_y - int(floor_h * 0.8)), (x1 + col_w, ground_y), _jitter(rng, (120, 120, 125), 30), -1)
+                cv2.rectangle(
+                    img,
+                    (x1, ground_y - int(floor_h * 0.8)),
+                    (x1 + col_w, ground_y),
+                    _jitter(rng, (120, 120, 125), 30),
+                    -1,
+                )
                 for yy in range(ground_y - int(floor_h * 0.8), ground_y, 6):
                     cv2.line(img, (x1, yy), (x1 + col_w, yy), (90, 90, 95), 1)
             continue
@@ -397,7 +404,7 @@ def _draw_windows(
 
 
 def _draw_pipes_and_units(rng: np.random.Generator, img: np.ndarray, y0: int, ground_y: int) -> None:
-    h, w = img.shape[:2]
+    _, w = img.shape[:2]
     for _ in range(int(rng.integers(0, 3))):  # drainpipes
         x = int(rng.uniform(0, w))
         pw = int(rng.integers(6, 13))
@@ -454,7 +461,7 @@ def _draw_wires(
         pts = sag_curve(a, b, rng.uniform(5, 60), rng)
         c = _jitter(rng, (30, 30, 30), 20)
         cv2.polylines(img, [pts.astype(np.int32)], False, c, int(rng.integers(1, 4)), cv2.LINE_AA)
-    for (a, b) in rails:
+    for a, b in rails:
         if rng.random() < 0.3:  # laundry line with clothes
             y = a[1] - rng.uniform(10, 30)
             pts = sag_curve((a[0], y), (b[0], y), rng.uniform(3, 12), rng)
@@ -469,7 +476,14 @@ def _draw_wires(
             x = rng.uniform(a[0], b[0])
             end = (x + rng.uniform(-30, 30), min(ground_y - 5.0, a[1] + rng.uniform(60, 260)))
             pts = sag_curve((x, a[1]), end, rng.uniform(0, 15), rng)
-            cv2.polylines(img, [pts.astype(np.int32)], False, _jitter(rng, (90, 150, 190), 25), int(rng.integers(3, 8)), cv2.LINE_AA)
+            cv2.polylines(
+                img,
+                [pts.astype(np.int32)],
+                False,
+                _jitter(rng, (90, 150, 190), 25),
+                int(rng.integers(3, 8)),
+                cv2.LINE_AA,
+            )
     if rng.random() < 0.3:  # garden hose on the ground
         a = (rng.uniform(0, w), rng.uniform(ground_y + 5, h))
         b = (a[0] + rng.uniform(-400, 400), rng.uniform(ground_y + 5, h))
@@ -515,7 +529,7 @@ class CableSpec:
     def polyline(self) -> np.ndarray:
         rng = np.random.default_rng(self.wobble_seed)
         parts: list[np.ndarray] = []
-        for i, (a, b) in enumerate(zip(self.points[:-1], self.points[1:])):
+        for i, (a, b) in enumerate(pairwise(self.points)):
             pts = sag_curve(a, b, self.sags[i], rng)
             if self.sway:
                 t = np.linspace(0, 1, len(pts), dtype=np.float32)
@@ -579,21 +593,55 @@ def draw_ebike(canvas: Canvas, b: BikeSpec) -> None:
         if b.mag_wheels:
             for k in range(5):
                 a = 2 * math.pi * k / 5
-                _line(img, None, hub, (hub[0] + 0.75 * r * math.cos(a), hub[1] + 0.75 * r * math.sin(a)), (120, 120, 125), max(2, int(0.1 * r)))
+                _line(
+                    img,
+                    None,
+                    hub,
+                    (hub[0] + 0.75 * r * math.cos(a), hub[1] + 0.75 * r * math.sin(a)),
+                    (120, 120, 125),
+                    max(2, int(0.1 * r)),
+                )
         else:
             for k in range(12):
                 a = 2 * math.pi * k / 12
-                _line(img, None, hub, (hub[0] + 0.78 * r * math.cos(a), hub[1] + 0.78 * r * math.sin(a)), (170, 170, 175), 1)
+                _line(
+                    img,
+                    None,
+                    hub,
+                    (hub[0] + 0.78 * r * math.cos(a), hub[1] + 0.78 * r * math.sin(a)),
+                    (170, 170, 175),
+                    1,
+                )
         cv2.circle(img, _pt(hub), max(2, int(0.12 * r)), (90, 90, 95), -1)
     cv2.circle(img, _pt(rear), max(3, int(0.28 * r)), (60, 60, 65), -1)  # hub motor
     for a_, b_ in ((bb, head_low), (bb, seat), (bb, rear), ((x - 0.55 * r * f, gy - 1.8 * r), rear), (head, front)):
         _line(img, m, a_, b_, b.frame_color, tt)
     _line(img, m, head, (head[0] - 0.45 * r * f, head[1] - 0.35 * r), (40, 40, 40), max(2, int(0.1 * r)))
     _line(img, m, head, head_low, b.frame_color, tt + 1)
-    cv2.ellipse(img, _pt((seat[0], seat[1] - 0.1 * r)), (int(0.42 * r), max(2, int(0.12 * r))), 0, 0, 360, (30, 30, 30), -1, cv2.LINE_AA)
+    cv2.ellipse(
+        img,
+        _pt((seat[0], seat[1] - 0.1 * r)),
+        (int(0.42 * r), max(2, int(0.12 * r))),
+        0,
+        0,
+        360,
+        (30, 30, 30),
+        -1,
+        cv2.LINE_AA,
+    )
     cv2.ellipse(m, _pt((seat[0], seat[1] - 0.1 * r)), (int(0.42 * r), max(2, int(0.12 * r))), 0, 0, 360, 1, -1)
     for hub in (rear, front):  # fenders
-        cv2.ellipse(img, _pt(hub), (int(r * 1.08), int(r * 1.08)), 0, 200 if f > 0 else 200, 340, b.frame_color, max(2, int(0.08 * r)), cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            _pt(hub),
+            (int(r * 1.08), int(r * 1.08)),
+            0,
+            200,
+            340,
+            b.frame_color,
+            max(2, int(0.08 * r)),
+            cv2.LINE_AA,
+        )
         cv2.ellipse(m, _pt(hub), (int(r * 1.08), int(r * 1.08)), 0, 200, 340, 1, max(2, int(0.08 * r)))
     if b.battery_on_rack:
         rack_y = gy - 1.95 * r
@@ -606,7 +654,14 @@ def draw_ebike(canvas: Canvas, b: BikeSpec) -> None:
         p0, p1 = np.array(bb) + 0.2 * d, np.array(bb) + 0.8 * d
         pts = np.array([p0 - n, p1 - n, p1 + n, p0 + n], np.int32)
     cv2.fillPoly(img, [pts], b.battery_color, cv2.LINE_AA)
-    cv2.polylines(img, [pts], True, _shade(b.battery_color, 1.6) if max(b.battery_color) < 150 else _shade(b.battery_color, 0.6), 1, cv2.LINE_AA)
+    cv2.polylines(
+        img,
+        [pts],
+        True,
+        _shade(b.battery_color, 1.6) if max(b.battery_color) < 150 else _shade(b.battery_color, 0.6),
+        1,
+        cv2.LINE_AA,
+    )
     cv2.fillPoly(m, [pts], 1)
     if b.basket:
         bx = front[0] + 0.1 * r * f
@@ -641,14 +696,14 @@ class PersonSpec:
 
 def draw_person(canvas: Canvas, p: PersonSpec) -> None:
     img, m = canvas.image, canvas.new_mask()
-    H, x, fy, f = p.height, p.x, p.foot_y, p.facing
-    head_r = H / 15.0
-    head_c = (x + 0.02 * H * f, fy - H + head_r)
-    sh_y, hip_y = fy - 0.81 * H, fy - 0.47 * H
-    half_sh = (0.115 if f == 0 else 0.065) * H
-    half_hip = (0.085 if f == 0 else 0.06) * H
-    limb = max(2, int(0.065 * H))
-    arm = max(2, int(0.05 * H))
+    ph, x, fy, f = p.height, p.x, p.foot_y, p.facing
+    head_r = ph / 15.0
+    head_c = (x + 0.02 * ph * f, fy - ph + head_r)
+    sh_y, hip_y = fy - 0.81 * ph, fy - 0.47 * ph
+    half_sh = (0.115 if f == 0 else 0.065) * ph
+    half_hip = (0.085 if f == 0 else 0.06) * ph
+    limb = max(2, int(0.065 * ph))
+    arm = max(2, int(0.05 * ph))
     sw = math.sin(p.phase) * p.stride
     leg_len = hip_y - fy
 
@@ -659,15 +714,20 @@ def draw_person(canvas: Canvas, p: PersonSpec) -> None:
         foot = (knee[0] + math.sin(ang * 0.8) * -leg_len * 0.5 * (1 if f else 0.3), fy)
         _line(img, m, hip, knee, p.bottom, limb)
         _line(img, m, knee, foot, _shade(p.bottom, 0.92), limb)
-        toe = (foot[0] + (0.06 * H * f if f else 0.0), foot[1])
-        cv2.ellipse(img, _pt(toe), (max(2, int(0.045 * H)), max(2, int(0.018 * H))), 0, 0, 360, p.shoes, -1, cv2.LINE_AA)
-        cv2.ellipse(m, _pt(toe), (max(2, int(0.045 * H)), max(2, int(0.018 * H))), 0, 0, 360, 1, -1)
+        toe = (foot[0] + (0.06 * ph * f if f else 0.0), foot[1])
+        cv2.ellipse(
+            img, _pt(toe), (max(2, int(0.045 * ph)), max(2, int(0.018 * ph))), 0, 0, 360, p.shoes, -1, cv2.LINE_AA
+        )
+        cv2.ellipse(m, _pt(toe), (max(2, int(0.045 * ph)), max(2, int(0.018 * ph))), 0, 0, 360, 1, -1)
 
     def limb_arm(sign: float) -> None:
-        sh = (x + sign * half_sh * (1 if f == 0 else 0.3), sh_y + 0.02 * H)
+        sh = (x + sign * half_sh * (1 if f == 0 else 0.3), sh_y + 0.02 * ph)
         ang = -sign * sw * 0.5
-        el = (sh[0] + math.sin(ang) * 0.16 * H * (1 if f else 0.3) + (sign * 0.02 * H if f == 0 else 0), sh[1] + 0.16 * H)
-        ha = (el[0] + math.sin(ang * 1.3) * 0.15 * H * (1 if f else 0.3), el[1] + 0.15 * H)
+        el = (
+            sh[0] + math.sin(ang) * 0.16 * ph * (1 if f else 0.3) + (sign * 0.02 * ph if f == 0 else 0),
+            sh[1] + 0.16 * ph,
+        )
+        ha = (el[0] + math.sin(ang * 1.3) * 0.15 * ph * (1 if f else 0.3), el[1] + 0.15 * ph)
         _line(img, m, sh, el, p.top, arm)
         _line(img, m, el, ha, p.skin if p.stride < 0.5 else p.top, arm)
         cv2.circle(img, _pt(ha), max(2, arm // 2 + 1), p.skin, -1, cv2.LINE_AA)
@@ -677,29 +737,64 @@ def draw_person(canvas: Canvas, p: PersonSpec) -> None:
     leg(back)
     limb_arm(back) if f else None
     if p.skirt:
-        sk = np.array([[x - half_hip, hip_y - 0.02 * H], [x + half_hip, hip_y - 0.02 * H], [x + half_hip * 1.6, hip_y + 0.2 * H], [x - half_hip * 1.6, hip_y + 0.2 * H]], np.int32)
+        sk = np.array(
+            [
+                [x - half_hip, hip_y - 0.02 * ph],
+                [x + half_hip, hip_y - 0.02 * ph],
+                [x + half_hip * 1.6, hip_y + 0.2 * ph],
+                [x - half_hip * 1.6, hip_y + 0.2 * ph],
+            ],
+            np.int32,
+        )
         cv2.fillPoly(img, [sk], p.bottom, cv2.LINE_AA)
         cv2.fillPoly(m, [sk], 1)
     leg(fore)
-    torso = np.array([
-        [x - half_sh, sh_y + 0.02 * H], [x - half_sh * 0.6, sh_y - 0.015 * H], [x + half_sh * 0.6, sh_y - 0.015 * H],
-        [x + half_sh, sh_y + 0.02 * H], [x + half_hip, hip_y + 0.03 * H], [x - half_hip, hip_y + 0.03 * H],
-    ], np.int32)
+    torso = np.array(
+        [
+            [x - half_sh, sh_y + 0.02 * ph],
+            [x - half_sh * 0.6, sh_y - 0.015 * ph],
+            [x + half_sh * 0.6, sh_y - 0.015 * ph],
+            [x + half_sh, sh_y + 0.02 * ph],
+            [x + half_hip, hip_y + 0.03 * ph],
+            [x - half_hip, hip_y + 0.03 * ph],
+        ],
+        np.int32,
+    )
     cv2.fillPoly(img, [torso], p.top, cv2.LINE_AA)
     cv2.fillPoly(m, [torso], 1)
     if p.backpack is not None and f != 0:
-        bp = np.array([[x - f * half_sh * 0.8, sh_y + 0.03 * H], [x - f * (half_sh + 0.07 * H), sh_y + 0.05 * H], [x - f * (half_sh + 0.07 * H), sh_y + 0.25 * H], [x - f * half_sh * 0.8, sh_y + 0.25 * H]], np.int32)
+        bp = np.array(
+            [
+                [x - f * half_sh * 0.8, sh_y + 0.03 * ph],
+                [x - f * (half_sh + 0.07 * ph), sh_y + 0.05 * ph],
+                [x - f * (half_sh + 0.07 * ph), sh_y + 0.25 * ph],
+                [x - f * half_sh * 0.8, sh_y + 0.25 * ph],
+            ],
+            np.int32,
+        )
         cv2.fillPoly(img, [bp], p.backpack, cv2.LINE_AA)
         cv2.fillPoly(m, [bp], 1)
-    _line(img, m, (x, sh_y - 0.03 * H), (x, head_c[1] + head_r * 0.8), p.skin, max(2, int(0.04 * H)))  # neck
+    _line(img, m, (x, sh_y - 0.03 * ph), (x, head_c[1] + head_r * 0.8), p.skin, max(2, int(0.04 * ph)))  # neck
     limb_arm(fore)
     if f == 0:
         limb_arm(back)
     axes = (max(2, int(head_r * 0.85)), max(2, int(head_r)))
     cv2.ellipse(img, _pt(head_c), axes, 0, 0, 360, p.skin, -1, cv2.LINE_AA)
     cv2.ellipse(m, _pt(head_c), axes, 0, 0, 360, 1, -1)
-    cv2.ellipse(img, _pt((head_c[0] - 0.2 * head_r * f, head_c[1] - 0.15 * head_r)), (axes[0] + 1, axes[1]), 0, 180, 360, p.hair, -1, cv2.LINE_AA)
-    cv2.ellipse(m, _pt((head_c[0] - 0.2 * head_r * f, head_c[1] - 0.15 * head_r)), (axes[0] + 1, axes[1]), 0, 180, 360, 1, -1)
+    cv2.ellipse(
+        img,
+        _pt((head_c[0] - 0.2 * head_r * f, head_c[1] - 0.15 * head_r)),
+        (axes[0] + 1, axes[1]),
+        0,
+        180,
+        360,
+        p.hair,
+        -1,
+        cv2.LINE_AA,
+    )
+    cv2.ellipse(
+        m, _pt((head_c[0] - 0.2 * head_r * f, head_c[1] - 0.15 * head_r)), (axes[0] + 1, axes[1]), 0, 180, 360, 1, -1
+    )
     canvas.commit(m, PERSON)
 
 
@@ -708,27 +803,52 @@ def random_person(rng: np.random.Generator, x: float, foot_y: float, height: flo
         return _hsv(rng.uniform(0, 180), rng.uniform(0, 230), rng.uniform(25, 235))
 
     return PersonSpec(
-        x=x, foot_y=foot_y, height=height, facing=int(rng.choice([-1, 0, 1])),
-        phase=float(rng.uniform(0, 2 * math.pi)), stride=float(rng.choice([0.0, rng.uniform(0.3, 1.0)])),
+        x=x,
+        foot_y=foot_y,
+        height=height,
+        facing=int(rng.choice([-1, 0, 1])),
+        phase=float(rng.uniform(0, 2 * math.pi)),
+        stride=float(rng.choice([0.0, rng.uniform(0.3, 1.0)])),
         skin=_jitter(rng, SKIN_TONES[int(rng.integers(len(SKIN_TONES)))], 10),
-        hair=HAIR_COLORS[int(rng.integers(len(HAIR_COLORS)))], top=cloth(), bottom=cloth(),
+        hair=HAIR_COLORS[int(rng.integers(len(HAIR_COLORS)))],
+        top=cloth(),
+        bottom=cloth(),
         shoes=_jitter(rng, (30, 30, 30), 25) if rng.random() < 0.7 else (230, 230, 230),
-        skirt=bool(rng.random() < 0.15), backpack=cloth() if rng.random() < 0.25 else None,
+        skirt=bool(rng.random() < 0.15),
+        backpack=cloth() if rng.random() < 0.25 else None,
     )
 
 
 def random_bike(rng: np.random.Generator, x: float, ground_y: float, r: float) -> BikeSpec:
     frame = _hsv(rng.uniform(0, 180), rng.uniform(0, 230), rng.uniform(30, 240))
     battery = [(30, 30, 30), (60, 60, 60), (190, 190, 195), _shade(frame, 0.7)][int(rng.integers(4))]
-    return BikeSpec(x=x, ground_y=ground_y, r=r, facing=int(rng.choice([-1, 1])), frame_color=frame,
-                    battery_color=_jitter(rng, battery, 8), battery_on_rack=bool(rng.random() < 0.5),
-                    basket=bool(rng.random() < 0.3), mag_wheels=bool(rng.random() < 0.4))
+    return BikeSpec(
+        x=x,
+        ground_y=ground_y,
+        r=r,
+        facing=int(rng.choice([-1, 1])),
+        frame_color=frame,
+        battery_color=_jitter(rng, battery, 8),
+        battery_on_rack=bool(rng.random() < 0.5),
+        basket=bool(rng.random() < 0.3),
+        mag_wheels=bool(rng.random() < 0.4),
+    )
 
 
-CABLE_COLORS: tuple[Color, ...] = ((25, 25, 25), (45, 45, 50), (235, 235, 235), (210, 210, 215), (20, 110, 240), (30, 140, 250), (60, 60, 200))
+CABLE_COLORS: tuple[Color, ...] = (
+    (25, 25, 25),
+    (45, 45, 50),
+    (235, 235, 235),
+    (210, 210, 215),
+    (20, 110, 240),
+    (30, 140, 250),
+    (60, 60, 200),
+)
 
 
-def random_cable(rng: np.random.Generator, sill: Point, end: Point, ground_y: float, widths: tuple[int, int]) -> CableSpec:
+def random_cable(
+    rng: np.random.Generator, sill: Point, end: Point, ground_y: float, widths: tuple[int, int]
+) -> CableSpec:
     """A cable from a window sill to `end`: straight down the wall or a free flying lead."""
     sx, sy = sill
     ex, ey = end
@@ -747,9 +867,13 @@ def random_cable(rng: np.random.Generator, sill: Point, end: Point, ground_y: fl
         hook = (sx + (ex - sx) * rng.uniform(0.2, 0.6), sy + (ey - sy) * rng.uniform(0.2, 0.6))
         pts += [hook, end]
         sags += [rng.uniform(5, 60), rng.uniform(5, 80)]
-    return CableSpec(points=pts, sags=sags, width=int(rng.integers(widths[0], widths[1] + 1)),
-                     color=_jitter(rng, CABLE_COLORS[int(rng.integers(len(CABLE_COLORS)))], 10),
-                     wobble_seed=int(rng.integers(1 << 31)))
+    return CableSpec(
+        points=pts,
+        sags=sags,
+        width=int(rng.integers(widths[0], widths[1] + 1)),
+        color=_jitter(rng, CABLE_COLORS[int(rng.integers(len(CABLE_COLORS)))], 10),
+        wobble_seed=int(rng.integers(1 << 31)),
+    )
 
 
 @dataclass
@@ -841,7 +965,9 @@ def draw_foreground(rng: np.random.Generator, canvas: Canvas) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def degrade(rng: np.random.Generator, img: np.ndarray, jpeg_quality: tuple[int, int] = (40, 95), jpeg: bool = True) -> np.ndarray:
+def degrade(
+    rng: np.random.Generator, img: np.ndarray, jpeg_quality: tuple[int, int] = (40, 95), jpeg: bool = True
+) -> np.ndarray:
     """Apply camera-like lighting, cast shadows, vignetting, blur, sensor noise and JPEG."""
     h, w = img.shape[:2]
     small = np.ones((h // 8, w // 8), np.float32)
@@ -870,8 +996,8 @@ def degrade(rng: np.random.Generator, img: np.ndarray, jpeg_quality: tuple[int, 
         k = int(rng.integers(3, 8))
         kern = np.zeros((k, k), np.float32)
         kern[k // 2, :] = 1.0 / k
-        M = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
-        kern = cv2.warpAffine(kern, M, (k, k))
+        rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
+        kern = cv2.warpAffine(kern, rot, (k, k))
         out = cv2.filter2D(out, -1, kern / max(kern.sum(), 1e-6))
     if jpeg:
         q = int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1))
@@ -909,9 +1035,32 @@ def generate_scenes(seeds: Sequence[int], config: SceneConfig | None = None) -> 
 
 
 __all__ = [
-    "CLASS_NAMES", "SceneConfig", "Instance", "Scene", "Canvas", "Background", "Layout",
-    "CableSpec", "BikeSpec", "PersonSpec", "generate_scene", "generate_scenes", "render_background",
-    "sample_layout", "draw_layout", "draw_foreground", "draw_cable", "draw_ebike", "draw_person",
-    "random_bike", "random_person", "random_cable", "sag_curve", "degrade", "mask_to_polygon",
-    "polygon_to_mask", "perspective_scale", "make_rng",
+    "CLASS_NAMES",
+    "Background",
+    "BikeSpec",
+    "CableSpec",
+    "Canvas",
+    "Instance",
+    "Layout",
+    "PersonSpec",
+    "Scene",
+    "SceneConfig",
+    "degrade",
+    "draw_cable",
+    "draw_ebike",
+    "draw_foreground",
+    "draw_layout",
+    "draw_person",
+    "generate_scene",
+    "generate_scenes",
+    "make_rng",
+    "mask_to_polygon",
+    "perspective_scale",
+    "polygon_to_mask",
+    "random_bike",
+    "random_cable",
+    "random_person",
+    "render_background",
+    "sag_curve",
+    "sample_layout",
 ]

@@ -57,7 +57,9 @@ def _write_one(args: tuple[Path, str, int, SceneConfig, int]) -> tuple[int, list
     name = f"{split}_{seed:09d}"
     if not cv2.imwrite(str(root / "images" / split / f"{name}.jpg"), scene.image, [cv2.IMWRITE_JPEG_QUALITY, quality]):
         raise OSError(f"cannot write image {name}")
-    (root / "labels" / split / f"{name}.txt").write_text("\n".join(label_lines(scene)) + ("\n" if scene.instances else ""))
+    (root / "labels" / split / f"{name}.txt").write_text(
+        "\n".join(label_lines(scene)) + ("\n" if scene.instances else "")
+    )
     return seed, [ins.class_id for ins in scene.instances]
 
 
@@ -95,8 +97,10 @@ def write_yolo_dataset(
         for c in ids:
             hist[c] += 1
     log.info(
-        "wrote %d images in %.1fs (%s)", len(jobs), time.perf_counter() - t0,
-        ", ".join(f"{n}={int(k)}" for n, k in zip(CLASS_NAMES, hist)),
+        "wrote %d images in %.1fs (%s)",
+        len(jobs),
+        time.perf_counter() - t0,
+        ", ".join(f"{n}={int(k)}" for n, k in zip(CLASS_NAMES, hist, strict=True)),
     )
     yaml_path = out / "data.yaml"
     lines = [f"path: {out.resolve()}"]

@@ -30,8 +30,8 @@ os.environ.setdefault("YOLO_VERBOSE", "True")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for `datasets`
 
-from datasets.scenes import CLASS_NAMES  # noqa: E402
-from datasets.yolo import write_yolo_dataset  # noqa: E402
+from datasets.scenes import CLASS_NAMES
+from datasets.yolo import write_yolo_dataset
 
 log = logging.getLogger("train_demo_model")
 
@@ -86,7 +86,9 @@ def _set_onnx_description(path: Path) -> dict[str, str]:
 
     m = onnx.load(str(path))
     meta = {p.key: p.value for p in m.metadata_props}
-    meta["description"] = "trtseg demo model: YOLOv8n-seg trained from scratch on trtseg synthetic scenes (datasets.scenes)"
+    meta["description"] = (
+        "trtseg demo model: YOLOv8n-seg trained from scratch on trtseg synthetic scenes (datasets.scenes)"
+    )
     del m.metadata_props[:]
     for k, v in meta.items():
         m.metadata_props.add(key=k, value=v)
@@ -97,17 +99,23 @@ def _set_onnx_description(path: Path) -> dict[str, str]:
 def _metrics(m: Any) -> dict[str, Any]:
     """Box and mask mAP (overall and per class) from an ultralytics SegmentMetrics."""
     out: dict[str, Any] = {
-        "box_map50": float(m.box.map50), "box_map50_95": float(m.box.map),
-        "mask_map50": float(m.seg.map50), "mask_map50_95": float(m.seg.map),
-        "box_precision": float(m.box.mp), "box_recall": float(m.box.mr),
-        "mask_precision": float(m.seg.mp), "mask_recall": float(m.seg.mr),
+        "box_map50": float(m.box.map50),
+        "box_map50_95": float(m.box.map),
+        "mask_map50": float(m.seg.map50),
+        "mask_map50_95": float(m.seg.map),
+        "box_precision": float(m.box.mp),
+        "box_recall": float(m.box.mr),
+        "mask_precision": float(m.seg.mp),
+        "mask_recall": float(m.seg.mr),
         "per_class": {},
     }
     for i, c in enumerate(m.ap_class_index):
         name = CLASS_NAMES[int(c)]
         out["per_class"][name] = {
-            "box_map50": float(m.box.ap50[i]), "box_map50_95": float(m.box.ap[i]),
-            "mask_map50": float(m.seg.ap50[i]), "mask_map50_95": float(m.seg.ap[i]),
+            "box_map50": float(m.box.ap50[i]),
+            "box_map50_95": float(m.box.ap[i]),
+            "mask_map50": float(m.seg.ap50[i]),
+            "mask_map50_95": float(m.seg.ap[i]),
         }
     return out
 
@@ -144,18 +152,36 @@ def main(argv: list[str] | None = None) -> int:
 
     model = YOLO("yolov8n-seg.yaml")  # bundled architecture, random init
     train_args: dict[str, Any] = dict(
-        data=str(data_yaml), epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, workers=a.workers,
-        device=a.device, cache=a.cache, rect=False, plots=False, amp=True, pretrained=False,
-        project=str(a.out.resolve() / "runs"), name="train", exist_ok=True, seed=0, deterministic=False,
-        patience=1000, close_mosaic=5, verbose=True,
+        data=str(data_yaml),
+        epochs=a.epochs,
+        imgsz=a.imgsz,
+        batch=a.batch,
+        workers=a.workers,
+        device=a.device,
+        cache=a.cache,
+        rect=False,
+        plots=False,
+        amp=True,
+        pretrained=False,
+        project=str(a.out.resolve() / "runs"),
+        name="train",
+        exist_ok=True,
+        seed=0,
+        deterministic=False,
+        patience=1000,
+        close_mosaic=5,
+        verbose=True,
     )
     if a.time_min > 0:
         train_args["time"] = a.time_min / 60.0
     t1 = time.perf_counter()
     model.train(**train_args)
     trainer = model.trainer
-    report["train"] = {"args": {k: str(v) for k, v in train_args.items()}, "train_s": round(time.perf_counter() - t1, 1),
-                       "epochs_run": int(trainer.epoch) + 1}
+    report["train"] = {
+        "args": {k: str(v) for k, v in train_args.items()},
+        "train_s": round(time.perf_counter() - t1, 1),
+        "epochs_run": int(trainer.epoch) + 1,
+    }
     best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
     pt_path = a.out / f"{a.name}.pt"
     shutil.copy(best, pt_path)
@@ -165,8 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     log.info("trained in %.1fs, best %s", time.perf_counter() - t1, best)
 
     bm = YOLO(str(pt_path))
-    test_pt = bm.val(data=str(data_yaml), split="test", imgsz=a.imgsz, batch=a.batch, device=a.device, plots=False,
-                     project=str(a.out.resolve() / "runs"), name="test_pt", exist_ok=True)
+    test_pt = bm.val(
+        data=str(data_yaml),
+        split="test",
+        imgsz=a.imgsz,
+        batch=a.batch,
+        device=a.device,
+        plots=False,
+        project=str(a.out.resolve() / "runs"),
+        name="test_pt",
+        exist_ok=True,
+    )
     report["test_pt"] = _metrics(test_pt)
     log.info("test (pt): %s", json.dumps(report["test_pt"]))
     (a.out / "metrics.json").write_text(json.dumps(report, indent=2))
@@ -182,8 +217,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.onnx_val:
         om = YOLO(str(a.out / f"{a.name}.onnx"), task="segment")
-        test_onnx = om.val(data=str(data_yaml), split="test", imgsz=a.imgsz, batch=1, device="cpu", plots=False,
-                           project=str(a.out.resolve() / "runs"), name="test_onnx", exist_ok=True)
+        test_onnx = om.val(
+            data=str(data_yaml),
+            split="test",
+            imgsz=a.imgsz,
+            batch=1,
+            device="cpu",
+            plots=False,
+            project=str(a.out.resolve() / "runs"),
+            name="test_onnx",
+            exist_ok=True,
+        )
         report["test_onnx"] = _metrics(test_onnx)
         log.info("test (onnx): %s", json.dumps(report["test_onnx"]))
         import cv2
