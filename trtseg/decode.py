@@ -242,7 +242,8 @@ class CameraDecoder:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            self._source_fps = float(rate) if rate else 0.0
+            fps = float(rate) if rate else 0.0
+            self._source_fps = fps if 0 < fps <= 240 else 0.0  # RTP clocks sometimes surface as "rates"
             if self._source_fps > 0:
                 self._frame_step = 1.0 / self._source_fps
             self._begin_session()

@@ -150,6 +150,9 @@ class StreamPusher:
     # ----------------------------------------------------------------- writer
     def _run(self) -> None:
         try:
+            # Start FFmpeg before the first frame: its start-up and the connection to the target then
+            # overlap the pipeline's own start instead of costing the first frames.
+            self._ensure_proc()
             while True:
                 with self._cond:
                     if not self._queue:

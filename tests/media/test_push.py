@@ -147,7 +147,7 @@ def test_rtmp_push_read_back(tmp_path: Path, rtmp_server: RtmpServer, sample_cli
     stats = pusher.stats()
     assert pushed == 100 and stats["frames_written"] + stats["drops"] == pushed, stats
     # A few frames may go while FFmpeg starts (connect, x264 set-up): real time wins over completeness.
-    assert stats["restarts"] == 0 and stats["drops"] <= 10, stats
+    assert stats["restarts"] == 0 and stats["drops"] <= 20, stats
     assert pusher.target_urls() == {"rtmp": camera.push}
     stream = live["streams"][0]
     assert stream["codec_name"] == "h264" and (stream["width"], stream["height"]) == (1280, 720)
