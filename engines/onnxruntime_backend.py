@@ -87,10 +87,10 @@ class OnnxRuntimeBackend:
         if self.config.intra_op_threads:
             options.intra_op_num_threads = self.config.intra_op_threads
         options.log_severity_level = 3
-        # No busy-waiting worker threads: a segmentation actor shares its cores with decoders and
-        # encoders, and spinning threads steal them (measured: median 95-115 ms vs 185-225 ms per
-        # 384x640 frame on a loaded 2-core machine).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # No busy-waiting worker threads by default: a segmentation actor shares its cores with
+        # decoders and encoders, and spinning threads steal them (docs/BENCHMARKS.md, Engine).
+        spinning = "1" if self.config.intra_op_spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         providers = [(p, provider_options(self.config, p)) for p in self.config.providers]
         try:
             self._session = ort.InferenceSession(str(self.config.model), sess_options=options, providers=providers)

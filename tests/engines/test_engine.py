@@ -182,3 +182,10 @@ def test_relative_model_path_resolves_from_project_root(dynamic_model: Path, tmp
     engine = engine_for(relative)
     assert engine.model_path == PROJECT_ROOT / relative
     assert engine.info.num_classes == 3
+
+
+def test_spinning_is_off_unless_configured(dynamic_model: Path):
+    key = "session.intra_op.allow_spinning"
+    assert engine_for(dynamic_model).backend.session.get_session_options().get_session_config_entry(key) == "0"
+    spinning = engine_for(dynamic_model, intra_op_spinning=True)
+    assert spinning.backend.session.get_session_options().get_session_config_entry(key) == "1"
