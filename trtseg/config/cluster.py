@@ -38,3 +38,16 @@ class ClusterConfig(Section):
     max_actor_restarts: int = Field(
         default=-1, ge=-1, description="Ray max_restarts for the pipeline's actors; -1 means without limit."
     )
+    frames_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Frames of one camera between decoder and pusher at once; when the pipeline is behind, "
+        "the decoder keeps only the newest frame instead of queueing (real time first).",
+    )
+    watchdog_interval_s: float = Field(
+        default=2.0, gt=0, le=300, description="How often the controller checks its actors and the cluster's nodes."
+    )
+    detached: bool = Field(
+        default=False, description="Run the controller as a detached actor that outlives the process starting it."
+    )

@@ -1,0 +1,449 @@
+"""The controller: the one named actor that owns the camera registry and supervises the pipeline.
+
+It creates the sink and the segmentation actors, places every camera on a segmenter (and the
+camera's decoder and pusher on that segmenter's node), answers the HTTP API, and runs a watchdog
+that restores dead camera actors, notices new and lost nodes and rebalances cameras.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import ray
+from pydantic import ValidationError
+
+from actors.common import call
+from actors.spawn import new_camera_actors, new_segmenter, new_sink
+from actors.supervisor import CameraEntry, SegmenterEntry, is_dead, kill_quietly
+from trtseg.config import CameraConfig, SystemConfig
+from trtseg.config.loader import format_validation_error
+from trtseg.detections import Detections
+from trtseg.pipeline import stream_targets
+from trtseg.placement import plan, segmenter_slots_for_nodes
+from trtseg.sources import redact_url, validate_source
+
+logger = logging.getLogger(__name__)
+
+PING_TIMEOUT_S = 5.0
+START_TIMEOUT_S = 60.0
+SEGMENTER_START_TIMEOUT_S = 180.0
+QUERY_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 20.0
+
+
+@ray.remote
+class Controller:
+    """Camera registry, placement and supervision (contract: docs/CONTRACTS.md)."""
+
+    def __init__(self, config: SystemConfig, home_node: str | None = None) -> None:
+        self.config = config
+        self.home_node = home_node
+        self.cameras: dict[str, CameraEntry] = {}
+        self.segmenters: dict[str, SegmenterEntry] = {}
+        self.sink: Any = None
+        self._lock = asyncio.Lock()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._started_at = time.time()
+        self._checks = 0
+        self._last_check_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> dict[str, Any]:
+        """Create sink and segmenters, start the configured cameras and the watchdog."""
+        async with self._lock:
+            self.sink = new_sink(self.config, self.home_node)
+            await call(self.sink.ping.remote(), START_TIMEOUT_S, "event sink")
+            await self._sync_segmenters()
+            if not self.segmenters:
+                raise RuntimeError("no segmentation actor could be started (no alive nodes?)")
+            for camera in self.config.cameras:
+                self.cameras[camera.id] = CameraEntry(camera)
+            await asyncio.gather(*(self._start_camera(e) for e in self.cameras.values() if e.config.enabled))
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+        logger.info("controller started cameras=%d segmenters=%d", len(self.cameras), len(self.segmenters))
+        return {"cameras": sorted(self.cameras), "segmenters": sorted(self.segmenters)}
+
+    async def shutdown(self) -> dict[str, Any]:
+        """Stop in order: decoders, pushers (open events closed), sink (flushed), segmenters."""
+        self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watchdog
+        summary: dict[str, Any] = {}
+        async with self._lock:
+            entries = list(self.cameras.values())
+            await asyncio.gather(*(self._stop_decoder(e) for e in entries))
+            await asyncio.gather(*(self._stop_pusher(e) for e in entries))
+            if self.sink is not None:
+                try:
+                    summary["sink"] = await call(self.sink.close.remote(), STOP_TIMEOUT_S, "sink close")
+                except Exception as error:
+                    logger.error("sink did not close cleanly error=%s", error)
+                kill_quietly(self.sink)
+                self.sink = None
+            for entry in self.segmenters.values():
+                with contextlib.suppress(Exception):
+                    await call(entry.handle.close.remote(), PING_TIMEOUT_S, "segmenter close")
+                kill_quietly(entry.handle)
+            self.segmenters.clear()
+        summary["cameras"] = len(entries)
+        logger.info("controller shut down cameras=%d", len(entries))
+        return summary
+
+    # ------------------------------------------------------------------ registry
+    async def list_cameras(self) -> list[dict[str, Any]]:
+        entries = list(self.cameras.values())
+        return list(await asyncio.gather(*(self._describe(e) for e in entries)))
+
+    async def get_camera(self, camera_id: str) -> dict[str, Any] | None:
+        entry = self.cameras.get(camera_id)
+        return None if entry is None else await self._describe(entry)
+
+    async def add_camera(self, camera: dict[str, Any]) -> dict[str, Any]:
+        """Register and start a camera (live within seconds); ValueError: bad input, FileExistsError: id taken."""
+        config = self._validate(camera)
+        async with self._lock:
+            if config.id in self.cameras:
+                raise FileExistsError(f"camera '{config.id}' already exists")
+            entry = self.cameras[config.id] = CameraEntry(config)
+            if config.enabled:
+                try:
+                    await self._start_camera(entry, strict=True)
+                except Exception:
+                    del self.cameras[config.id]
+                    raise
+        logger.info("camera added camera=%s node=%s", config.id, entry.node_id)
+        return await self._describe(entry)
+
+    async def update_camera(self, camera_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a camera's settings (merged onto the current ones) and restart its pipeline."""
+        async with self._lock:
+            entry = self.cameras.get(camera_id)
+            if entry is None:
+                raise KeyError(camera_id)
+            merged = {**entry.config.model_dump(), **dict(changes)}
+            if merged.get("id") != camera_id:
+                raise ValueError(f"a camera's id cannot change (got '{merged.get('id')}' for '{camera_id}')")
+            config = self._validate(merged)
+            await self._stop_camera(entry)
+            entry.config = config
+            if config.enabled:
+                await self._start_camera(entry, strict=True)
+            else:
+                entry.state = "disabled"
+        logger.info("camera updated camera=%s", camera_id)
+        return await self._describe(entry)
+
+    async def remove_camera(self, camera_id: str) -> None:
+        async with self._lock:
+            entry = self.cameras.get(camera_id)
+            if entry is None:
+                raise KeyError(camera_id)
+            await self._stop_camera(entry)
+            del self.cameras[camera_id]
+        logger.info("camera removed camera=%s", camera_id)
+
+    # ------------------------------------------------------------------ views
+    async def latest_jpeg(self, camera_id: str) -> bytes | None:
+        entry = self._entry(camera_id)
+        if entry.pusher is None:
+            return None
+        return await call(entry.pusher.latest_jpeg.remote(), QUERY_TIMEOUT_S, f"pusher of {camera_id}")
+
+    async def stream_urls(self, camera_id: str) -> dict[str, str]:
+        return stream_targets(self._entry(camera_id).config, self.config.pusher)
+
+    async def infer_image(self, image: np.ndarray, conf: float = 0.25) -> Detections:
+        """Segment one image on the least busy segmenter."""
+        if not self.segmenters:
+            raise RuntimeError("no segmentation actor is running")
+        counts = {key: 0 for key in self.segmenters}
+        for entry in self.cameras.values():
+            if entry.segmenter in counts:
+                counts[entry.segmenter] += 1
+        key = min(counts, key=lambda k: counts[k] / self.segmenters[k].slot.weight)
+        return await call(self.segmenters[key].handle.infer_image.remote(image, conf), 60.0, "infer_image")
+
+    async def read_keyframe(self, event_id: str, kind: str) -> bytes | None:
+        if self.sink is None:
+            return None
+        return await call(self.sink.read_keyframe.remote(event_id, kind), QUERY_TIMEOUT_S, "sink")
+
+    def event_store_url(self) -> str:
+        """The database URL with its credentials, for the API's own EventStore (never shown)."""
+        return self.config.sink.database_url.get_secret_value()
+
+    def config_summary(self) -> dict[str, Any]:
+        """The running configuration with secrets and URL credentials hidden."""
+        summary = self.config.model_dump(mode="json", exclude={"cameras"})
+        summary["sink"]["database_url"] = redact_url(self.config.sink.database_url.get_secret_value())
+        summary["cameras"] = [
+            {
+                **e.config.model_dump(mode="json"),
+                "source": redact_url(e.config.source),
+                "push": redact_url(e.config.push),
+            }
+            for e in self.cameras.values()
+        ]
+        return summary
+
+    async def health(self) -> dict[str, Any]:
+        """Each component's state and figures; ``ready`` when all are usable."""
+        components: dict[str, Any] = {}
+        seg_stats = await asyncio.gather(
+            *(self._query(e.handle.stats.remote(), f"segmenter {k}") for k, e in self.segmenters.items())
+        )
+        for key, stats in zip(self.segmenters, seg_stats, strict=True):
+            components[f"segmenter:{key}"] = stats
+        components["sink"] = await self._query(self.sink.stats.remote(), "sink") if self.sink else {"state": "down"}
+        cameras = await self.list_cameras()
+        for camera in cameras:
+            components[f"camera:{camera['id']}"] = {
+                "state": camera["state"],
+                "ready": camera["state"] in ("live", "connecting", "disabled"),
+                **{k: camera[k] for k in ("node_id", "segmenter", "restores", "restarts")},
+                "stats": camera["stats"],
+            }
+        components["controller"] = {
+            "state": "ready" if not self._stopping else "stopping",
+            "checks": self._checks,
+            "last_check_error": self._last_check_error,
+            "uptime_s": round(time.time() - self._started_at, 1),
+        }
+        ready = bool(self.segmenters) and all(
+            (c.get("ready") if "ready" in c else c.get("state") in ("ready", "live")) for c in components.values()
+        )
+        return {"ready": ready, "components": components}
+
+    # ------------------------------------------------------------------ supervision
+    async def check_now(self) -> dict[str, Any]:
+        """One watchdog pass (tests and operators): nodes, segmenters, camera actors, placement."""
+        async with self._lock:
+            changed = await self._sync_segmenters()
+            restored = await self._check_cameras()
+            moved = await self._rebalance() if changed else []
+        self._checks += 1
+        return {"segmenters_changed": changed, "restored": restored, "moved": moved}
+
+    async def placement(self) -> dict[str, Any]:
+        """Camera -> (segmenter, node), and segmenter -> node."""
+        return {
+            "cameras": {cid: {"segmenter": e.segmenter, "node_id": e.node_id} for cid, e in self.cameras.items()},
+            "segmenters": {key: e.slot.node_id for key, e in self.segmenters.items()},
+        }
+
+    def camera_actors(self, camera_id: str) -> dict[str, Any]:
+        """The camera's decoder and pusher handles (operators and tests)."""
+        entry = self._entry(camera_id)
+        return {"decoder": entry.decoder, "pusher": entry.pusher}
+
+    async def _watch(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.config.cluster.watchdog_interval_s)
+            try:
+                await self.check_now()
+                self._last_check_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._last_check_error = f"{type(error).__name__}: {error}"
+                logger.exception("watchdog pass failed")
+
+    async def _sync_segmenters(self) -> bool:
+        """Create segmenters for new nodes and GPUs, drop those that are lost; True when the set changed."""
+        nodes = await asyncio.to_thread(ray.nodes)
+        desired = {
+            s.key: s
+            for s in segmenter_slots_for_nodes(
+                nodes, self.config.cluster.segmenters_per_gpu, self.config.cluster.cpu_segmenters
+            )
+        }
+        changed = False
+        for key, entry in list(self.segmenters.items()):
+            try:
+                info = await call(entry.handle.ping.remote(), PING_TIMEOUT_S, f"segmenter {key}")
+                entry.failures = 0
+                entry.slot = entry.slot.__class__(entry.slot.key, info["node_id"], entry.slot.weight)
+                if entry.incarnation != info["incarnation"]:
+                    entry.incarnation = info["incarnation"]
+                    entry.restarts += 1
+            except Exception as error:
+                entry.failures += 1
+                if is_dead(error) or entry.failures >= 3 or key not in desired:
+                    logger.warning("segmenter lost key=%s error=%s", key, error)
+                    kill_quietly(entry.handle)
+                    del self.segmenters[key]
+                    changed = True
+        missing = [slot for key, slot in desired.items() if key not in self.segmenters]
+        if missing:
+            handles = [(slot, new_segmenter(slot, self.config)) for slot in missing]
+            pings = await asyncio.gather(
+                *(call(h.ping.remote(), SEGMENTER_START_TIMEOUT_S, f"segmenter {s.key}") for s, h in handles),
+                return_exceptions=True,
+            )
+            for (slot, handle), info in zip(handles, pings, strict=True):
+                if isinstance(info, BaseException):
+                    logger.error("segmenter failed to start key=%s error=%s", slot.key, info)
+                    kill_quietly(handle)
+                    continue
+                self.segmenters[slot.key] = SegmenterEntry(slot, handle, info["incarnation"], info["names"])
+                changed = True
+                logger.info("segmenter started key=%s node=%s", slot.key, slot.node_id)
+        return changed
+
+    async def _rebalance(self) -> list[str]:
+        slots = [e.slot for e in self.segmenters.values()]
+        running = {cid: e for cid, e in self.cameras.items() if e.config.enabled}
+        current = {cid: e.segmenter for cid, e in running.items() if e.segmenter}
+        result = plan(running, slots, current)
+        moved = [cid for cid in running if result.assignment.get(cid) != running[cid].segmenter]
+        for camera_id in moved:
+            entry = running[camera_id]
+            await self._stop_camera(entry)
+            await self._start_camera(entry, segmenter=result.assignment.get(camera_id))
+        if moved:
+            logger.info("cameras rebalanced moved=%s", ",".join(sorted(moved)))
+        return sorted(moved)
+
+    async def _check_cameras(self) -> list[str]:
+        """Ping every camera's actors; restore cameras whose actors are dead for good."""
+        restored: list[str] = []
+        entries = [e for e in self.cameras.values() if e.config.enabled]
+        results = await asyncio.gather(*(self._ping_camera(e) for e in entries))
+        for entry, dead in zip(entries, results, strict=True):
+            if dead:
+                logger.warning("restoring camera camera=%s dead=%s", entry.config.id, dead)
+                await self._stop_camera(entry)
+                await self._start_camera(entry)
+                entry.restores += 1
+                restored.append(entry.config.id)
+        return restored
+
+    async def _ping_camera(self, entry: CameraEntry) -> str | None:
+        """None when the camera's actors answer (noting Ray's restarts), else what is dead."""
+        if entry.decoder is None or entry.pusher is None:
+            return "not started"
+        for role, handle in (("decoder", entry.decoder), ("pusher", entry.pusher)):
+            try:
+                info = await call(handle.ping.remote(), PING_TIMEOUT_S, f"{role} of {entry.config.id}")
+            except Exception as error:
+                if is_dead(error):
+                    return role
+                entry.error = str(error)
+                continue
+            if entry.incarnations.get(role) not in (None, info["incarnation"]):
+                entry.restarts += 1
+                logger.info("camera actor was restarted by Ray camera=%s role=%s", entry.config.id, role)
+            entry.incarnations[role] = info["incarnation"]
+        return None
+
+    # ------------------------------------------------------------------ camera actors
+    async def _start_camera(self, entry: CameraEntry, strict: bool = False, segmenter: str | None = None) -> None:
+        camera = entry.config
+        if segmenter is None or segmenter not in self.segmenters:
+            current = {cid: e.segmenter for cid, e in self.cameras.items() if e.segmenter and cid != camera.id}
+            result = plan([*current, camera.id], [e.slot for e in self.segmenters.values()], current, rebalance=False)
+            segmenter = result.assignment.get(camera.id)
+        seg = self.segmenters.get(segmenter) if segmenter else None
+        entry.segmenter = segmenter
+        entry.node_id = seg.slot.node_id if seg else None
+        decoder, pusher = new_camera_actors(
+            camera, self.config, seg.handle if seg else None, entry.node_id, seg.names if seg else {}, self.sink
+        )
+        entry.decoder, entry.pusher, entry.incarnations = decoder, pusher, {}
+        entry.started_at = time.time()
+        try:
+            infos = await asyncio.gather(
+                call(pusher.ping.remote(), START_TIMEOUT_S, f"pusher of {camera.id}"),
+                call(decoder.ping.remote(), START_TIMEOUT_S, f"decoder of {camera.id}"),
+            )
+        except Exception as error:
+            entry.state, entry.error = "failed", _reason(error)
+            logger.error("camera failed to start camera=%s error=%s", camera.id, entry.error)
+            if strict:
+                await self._stop_camera(entry)
+                raise RuntimeError(f"camera '{camera.id}' failed to start: {entry.error}") from None
+            return
+        entry.incarnations = {"pusher": infos[0]["incarnation"], "decoder": infos[1]["incarnation"]}
+        entry.node_id = infos[1]["node_id"]
+        entry.state, entry.error = "started", None
+
+    async def _stop_camera(self, entry: CameraEntry) -> None:
+        await self._stop_decoder(entry)
+        await self._stop_pusher(entry)
+        entry.segmenter = entry.node_id = None
+        entry.state = "stopped"
+
+    async def _stop_decoder(self, entry: CameraEntry) -> None:
+        if entry.decoder is not None:
+            with contextlib.suppress(Exception):
+                await call(entry.decoder.stop.remote(), STOP_TIMEOUT_S, f"decoder of {entry.config.id}")
+            kill_quietly(entry.decoder)
+            entry.decoder = None
+
+    async def _stop_pusher(self, entry: CameraEntry) -> None:
+        if entry.pusher is not None:
+            with contextlib.suppress(Exception):
+                await call(entry.pusher.close.remote(), STOP_TIMEOUT_S, f"pusher of {entry.config.id}")
+            kill_quietly(entry.pusher)
+            entry.pusher = None
+
+    # ------------------------------------------------------------------ helpers
+    def _entry(self, camera_id: str) -> CameraEntry:
+        entry = self.cameras.get(camera_id)
+        if entry is None:
+            raise KeyError(camera_id)
+        return entry
+
+    def _validate(self, data: dict[str, Any]) -> CameraConfig:
+        try:
+            camera = CameraConfig.model_validate(data)
+        except ValidationError as error:
+            raise ValueError(format_validation_error(error, "camera")) from None
+        try:
+            validate_source(camera.source, self.config.api.file_source_dir)
+        except ValueError as error:
+            raise ValueError(f"camera '{camera.id}': source refused: {error}") from None
+        return camera
+
+    async def _query(self, ref: Any, what: str) -> dict[str, Any]:
+        try:
+            return dict(await call(ref, QUERY_TIMEOUT_S, what))
+        except Exception as error:
+            return {"state": "unavailable", "error": _reason(error)}
+
+    async def _describe(self, entry: CameraEntry) -> dict[str, Any]:
+        stats: dict[str, Any] = {}
+        state = entry.state
+        if entry.decoder is not None and entry.pusher is not None:
+            decoder, pusher = await asyncio.gather(
+                self._query(entry.decoder.stats.remote(), "decoder"), self._query(entry.pusher.stats.remote(), "pusher")
+            )
+            state = decoder.get("state", "unavailable")
+            stats = {"decoder": decoder, "output": pusher}
+        elif not entry.config.enabled:
+            state = "disabled"
+        return {
+            "id": entry.config.id,
+            "site": entry.config.site,
+            "state": state,
+            "config": entry.config.model_dump(mode="json"),
+            "stats": stats,
+            "node_id": entry.node_id,
+            "segmenter": entry.segmenter,
+            "restores": entry.restores,
+            "restarts": entry.restarts,
+            "error": entry.error,
+        }
+
+
+def _reason(error: BaseException) -> str:
+    text = str(getattr(error, "cause", None) or error)
+    return text.strip().splitlines()[-1][:500] if text.strip() else type(error).__name__

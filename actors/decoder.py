@@ -1,0 +1,147 @@
+"""One camera's decoder actor: the head of the camera's pipeline.
+
+A driver thread takes the newest decoded frame, puts it into the object store once, asks the
+segmenter for its detections (inferred frames only) and hands both references to the camera's
+pusher actor. At most ``frames_in_flight`` frames are between here and the pusher: when the
+pipeline falls behind, the decoder's one-slot mailbox keeps only the newest frame (older ones
+counted as drops) instead of a queue growing, so the output stays real time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from actors.common import identity
+from trtseg.config import CameraConfig
+from trtseg.decode import CameraDecoder
+from trtseg.metrics import CameraMetrics
+
+logger = logging.getLogger(__name__)
+
+TAKE_TIMEOUT_S = 0.5
+WAIT_TIMEOUT_S = 1.0
+
+
+@ray.remote
+class DecoderActor:
+    """Decodes one camera and drives its frames through segmenter and pusher."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        segmenter: Any,
+        pusher: Any,
+        frames_in_flight: int = 2,
+        file_dir: str | Path | None = None,
+    ) -> None:
+        self.camera = camera
+        self._identity = identity("decoder", camera.id)
+        self._segmenter = segmenter
+        self._pusher = pusher
+        self._limit = max(1, frames_in_flight)
+        self._metrics = CameraMetrics(camera.id)
+        self._in_flight: deque[Any] = deque()
+        self._figures = {"submitted": 0, "inferred": 0, "completed": 0, "pipeline_errors": 0, "waits_full": 0}
+        self._last_error: str | None = None
+        self._reported = {"drops": 0, "frames": 0}
+        self._stop = threading.Event()
+        self.decoder = CameraDecoder(camera, file_dir=file_dir).start()
+        self._thread = threading.Thread(target=self._drive, name=f"drive-{camera.id}", daemon=True)
+        self._thread.start()
+        logger.info("decoder started camera=%s node=%s", camera.id, self._identity["node_id"])
+
+    def ping(self) -> dict[str, Any]:
+        return self._identity
+
+    def set_segmenter(self, segmenter: Any) -> None:
+        """Send the following frames to another segmentation actor (rebalancing)."""
+        self._segmenter = segmenter
+
+    def stats(self) -> dict[str, Any]:
+        decoder = self.decoder.stats()
+        self._export(decoder)
+        return {
+            **decoder,
+            **self._figures,
+            "in_flight": len(self._in_flight),
+            "frames_in_flight_limit": self._limit,
+            "pipeline_last_error": self._last_error,
+            "driving": self._thread.is_alive(),
+        }
+
+    def stop(self) -> dict[str, Any]:
+        """Stop decoding and wait (bounded) for frames in flight to reach the pusher."""
+        self._stop.set()
+        self.decoder.stop()
+        self._thread.join(timeout=10.0)
+        if self._in_flight:
+            ray.wait(list(self._in_flight), num_returns=len(self._in_flight), timeout=10.0)
+        return self.stats()
+
+    # ---------------------------------------------------------------- driver thread
+    def _drive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if len(self._in_flight) >= self._limit:
+                    self._figures["waits_full"] += 1
+                    self._reap(WAIT_TIMEOUT_S)
+                    continue
+                frame = self.decoder.latest(timeout_s=TAKE_TIMEOUT_S)
+                self._reap(0.0)
+                if frame is None:
+                    continue
+                self._submit(frame)
+            except Exception as error:  # keep driving: one bad frame must not stop the camera
+                self._last_error = f"{type(error).__name__}: {error}"
+                self._figures["pipeline_errors"] += 1
+                logger.exception("decoder driver error camera=%s", self.camera.id)
+                time.sleep(0.2)
+
+    def _submit(self, frame: Any) -> None:
+        fps = self.decoder.stats().get("source_fps") or 0.0
+        if fps:
+            frame.meta["fps"] = float(fps)
+        frame.meta["submitted_ts"] = time.time()
+        frame_ref = ray.put(frame)
+        detections = None
+        if frame.infer and self._segmenter is not None:
+            detections = [self._segmenter.infer.remote(frame_ref, self.camera.confidence, self.camera.iou, None)]
+            self._figures["inferred"] += 1
+        self._in_flight.append(self._pusher.process.remote(frame_ref, detections))
+        self._figures["submitted"] += 1
+        self._metrics.count("frames_decoded")
+        self._metrics.gauge("queue_depth", float(len(self._in_flight)))
+
+    def _reap(self, timeout_s: float) -> None:
+        """Collect finished frames (waiting up to ``timeout_s`` for the first)."""
+        if not self._in_flight:
+            return
+        first, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=timeout_s)
+        if not first:
+            return
+        ready, waiting = ray.wait(list(self._in_flight), num_returns=len(self._in_flight), timeout=0)
+        self._in_flight = deque(waiting)
+        for ref in ready:
+            try:
+                ray.get(ref, timeout=0)
+                self._figures["completed"] += 1
+            except Exception as error:
+                self._figures["pipeline_errors"] += 1
+                self._last_error = f"{type(error).__name__}: {error}"[:500]
+                logger.warning("frame failed in pipeline camera=%s error=%s", self.camera.id, error)
+
+    def _export(self, decoder: dict[str, Any]) -> None:
+        for key, metric in (("drops", "frames_dropped"),):
+            delta = int(decoder.get(key, 0)) - self._reported[key]
+            if delta > 0:
+                self._metrics.count(metric, delta)
+                self._reported[key] += delta
+        self._metrics.gauge("fps_in", float(decoder.get("fps_in", 0.0)))
+        self._metrics.gauge("reconnects", float(decoder.get("reconnects", 0)))

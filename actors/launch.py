@@ -1,0 +1,81 @@
+"""What the CLI calls: start the whole pipeline on a connected Ray cluster, and stop it again."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+
+from actors.common import CONTROLLER_NAME
+from actors.controller import Controller
+from trtseg.config import SystemConfig
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 600.0
+STOP_TIMEOUT_S = 120.0
+CONTROLLER_CONCURRENCY = 256
+
+_namespace: str | None = None
+
+
+def start_system(config: SystemConfig, timeout_s: float = START_TIMEOUT_S) -> Any:
+    """Create the controller (named ``trtseg-controller``), which starts sink, segmenters and cameras.
+
+    Needs ``ray.init`` done. Returns the controller's handle once every configured camera was started.
+    Paths in ``config`` should be absolute (``SystemConfig.with_paths_resolved``): actors may run
+    elsewhere.
+    """
+    global _namespace
+    if not ray.is_initialized():
+        raise RuntimeError("connect to a Ray cluster first (ray.init)")
+    namespace = config.cluster.namespace
+    try:
+        existing = ray.get_actor(CONTROLLER_NAME, namespace=namespace)
+    except ValueError:
+        existing = None
+    if existing is not None:
+        raise RuntimeError(f"a trtseg controller already runs in namespace '{namespace}'; stop it first")
+    home = ray.get_runtime_context().get_node_id()
+    controller = Controller.options(
+        name=CONTROLLER_NAME,
+        namespace=namespace,
+        lifetime="detached" if config.cluster.detached else None,
+        num_cpus=0,
+        max_concurrency=CONTROLLER_CONCURRENCY,
+        max_restarts=0,
+    ).remote(config, home)
+    try:
+        started = ray.get(controller.start.remote(), timeout=timeout_s)
+    except BaseException:
+        _stop(controller)
+        raise
+    _namespace = namespace
+    logger.info("system started namespace=%s cameras=%s", namespace, started.get("cameras"))
+    return controller
+
+
+def get_controller(namespace: str | None = None) -> Any:
+    """The running controller's handle (ValueError when none runs)."""
+    return ray.get_actor(CONTROLLER_NAME, namespace=namespace or _namespace or "trtseg")
+
+
+def stop_system(namespace: str | None = None, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Shut the pipeline down in order and remove the controller; no-op when none runs."""
+    try:
+        controller = get_controller(namespace)
+    except ValueError:
+        logger.info("no trtseg controller to stop")
+        return
+    _stop(controller, timeout_s)
+
+
+def _stop(controller: Any, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    try:
+        summary = ray.get(controller.shutdown.remote(), timeout=timeout_s)
+        logger.info("system stopped summary=%s", summary)
+    except Exception as error:
+        logger.error("controller shutdown failed error=%s", error)
+    finally:
+        ray.kill(controller, no_restart=True)

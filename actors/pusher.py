@@ -1,0 +1,104 @@
+"""One camera's output actor: annotate, push, latest live view, events to the sink.
+
+Frames arrive in order from the camera's decoder actor (one ``pipeline`` concurrency slot keeps
+that order); queries (latest JPEG, stats) have their own slots so the live view never waits for
+the encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+
+from actors.common import identity
+from trtseg.config import CameraConfig, PusherConfig
+from trtseg.detections import Detections
+from trtseg.events import EventRecord
+from trtseg.frames import Frame
+from trtseg.metrics import CameraMetrics
+from trtseg.pipeline import CameraOutput, stream_targets
+
+logger = logging.getLogger(__name__)
+
+DETECTIONS_TIMEOUT_S = 30.0
+
+
+@ray.remote(concurrency_groups={"pipeline": 1, "query": 4})
+class PusherActor:
+    """Wraps ``CameraOutput`` for one camera."""
+
+    def __init__(self, camera: CameraConfig, pusher: PusherConfig, names: dict[int, str], sink: Any = None) -> None:
+        self.camera = camera
+        self._identity = identity("pusher", camera.id)
+        self._sink = sink
+        self._pending_events: list[Any] = []
+        self._metrics = CameraMetrics(camera.id)
+        self.output = CameraOutput(camera, pusher, names, on_events=self._send_events)
+        self._closed = False
+
+    @ray.method(concurrency_group="pipeline")
+    def process(self, frame: Frame, detections: list[Any] | None = None) -> float:
+        """One frame and (nested, so a failed inference does not fail the frame) its detections ref."""
+        if self._closed:
+            return 0.0
+        found: Detections | None = None
+        failed = False
+        if detections:
+            try:
+                found = ray.get(detections[0], timeout=DETECTIONS_TIMEOUT_S)
+            except Exception as error:  # push the picture anyway: real time first
+                failed = True
+                logger.warning("inference failed camera=%s seq=%d error=%s", self.camera.id, frame.seq, error)
+        latency_ms = self.output.process(frame, found, infer_failed=failed)
+        self._metrics.count("frames_pushed")
+        self._metrics.capture_to_push_ms(latency_ms)
+        return latency_ms
+
+    @ray.method(concurrency_group="query")
+    def latest_jpeg(self) -> bytes | None:
+        return self.output.latest_jpeg()
+
+    @ray.method(concurrency_group="query")
+    def target_urls(self) -> dict[str, str]:
+        return stream_targets(self.camera, self.output.pusher_config)
+
+    @ray.method(concurrency_group="query")
+    def ping(self) -> dict[str, Any]:
+        return self._identity
+
+    @ray.method(concurrency_group="query")
+    def stats(self) -> dict[str, Any]:
+        figures = self.output.stats()
+        self._metrics.gauge("fps_out", float(figures.get("fps_out", 0.0)))
+        return {**figures, "events_unconfirmed": len(self._pending_events)}
+
+    @ray.method(concurrency_group="pipeline")
+    def close(self) -> dict[str, Any]:
+        """Close open events, hand them to the sink and stop the encoder."""
+        if not self._closed:
+            self._closed = True
+            self.output.close()
+            self._confirm_events(wait_s=10.0)
+        return self.output.stats()
+
+    def _send_events(self, records: list[EventRecord]) -> None:
+        self._metrics.count("events", len(records))
+        if self._sink is None:
+            return
+        self._pending_events.append(self._sink.submit.remote(records))
+        self._confirm_events(wait_s=0.0)
+
+    def _confirm_events(self, wait_s: float) -> None:
+        """Surface sink refusals in the log and keep the list of outstanding hand-offs short."""
+        if not self._pending_events:
+            return
+        ready, waiting = ray.wait(self._pending_events, num_returns=len(self._pending_events), timeout=wait_s)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except Exception as error:
+                self.output.figures["event_errors"] += 1
+                logger.error("sink refused events camera=%s error=%s", self.camera.id, error)
+        self._pending_events = list(waiting)

@@ -1,0 +1,94 @@
+"""The segmentation actor: one per GPU (or a few CPU ones), batching frames of many cameras.
+
+An async actor with high ``max_concurrency``: every camera's ``infer`` call waits on the
+``Batcher``, which fills a batch from concurrent calls and runs the engine in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import Any
+
+import numpy as np
+import ray
+
+from actors.common import identity
+from engines.engine import SegmentationEngine
+from trtseg.batching import Batcher
+from trtseg.config import EngineConfig
+from trtseg.detections import Detections
+from trtseg.frames import Frame
+from trtseg.metrics import CameraMetrics, SegmenterMetrics
+from trtseg.pipeline import InferRequest, infer_grouped
+
+logger = logging.getLogger(__name__)
+
+MAX_CONCURRENCY = 1000
+
+
+@ray.remote
+class SegmenterActor:
+    """Holds one ``SegmentationEngine`` and batches the cameras' frames into it."""
+
+    def __init__(self, engine: EngineConfig, key: str) -> None:
+        self.key = key
+        self._identity = identity("segmenter", key)
+        self.engine = SegmentationEngine(engine).load()
+        self._metrics = SegmenterMetrics(key)
+        self._camera_metrics: dict[str, CameraMetrics] = {}
+        self._batcher: Batcher[InferRequest, Detections] = Batcher(
+            partial(infer_grouped, self.engine),
+            max_batch=min(engine.batch_size, self.engine.max_batch),
+            max_wait_ms=engine.max_wait_ms,
+            name=f"segmenter-{key}",
+            observer=self._metrics.batch,
+        )
+        self._per_camera: dict[str, int] = {}
+        logger.info("segmenter ready key=%s node=%s", key, self._identity["node_id"])
+
+    async def infer(
+        self, frame: Frame, conf: float = 0.25, iou: float = 0.7, classes: list[str] | None = None
+    ) -> Detections:
+        """Segment one camera frame (batched with other cameras' concurrent frames)."""
+        started = time.perf_counter()
+        request = InferRequest(frame.image, conf, iou, tuple(classes) if classes else None)
+        try:
+            result = await self._batcher.submit(request)
+        except Exception:
+            self._metrics.failure()
+            raise
+        metrics = self._camera_metrics.get(frame.camera_id)
+        if metrics is None:
+            metrics = self._camera_metrics[frame.camera_id] = CameraMetrics(frame.camera_id)
+        metrics.inference_ms(1000.0 * (time.perf_counter() - started))
+        self._per_camera[frame.camera_id] = self._per_camera.get(frame.camera_id, 0) + 1
+        return result
+
+    async def infer_image(
+        self, image: np.ndarray, conf: float = 0.25, iou: float = 0.7, classes: list[str] | None = None
+    ) -> Detections:
+        """Segment a single uploaded image (same batches as the cameras)."""
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError("infer_image takes a BGR uint8 image of shape (H, W, 3)")
+        return await self._batcher.submit(InferRequest(image, conf, iou, tuple(classes) if classes else None))
+
+    async def ping(self) -> dict[str, Any]:
+        return {**self._identity, "names": self.engine.names}
+
+    async def stats(self) -> dict[str, Any]:
+        """Batching figures, engine stage times and frames per camera."""
+        return {
+            "key": self.key,
+            "state": "ready",
+            "node_id": self._identity["node_id"],
+            "backend": self.engine.backend.name,
+            "device": getattr(self.engine.backend, "device", self.engine.config.device),
+            "batching": self._batcher.stats(),
+            "engine": self.engine.total_timings.as_dict(),
+            "frames_per_camera": dict(self._per_camera),
+        }
+
+    async def close(self) -> None:
+        await self._batcher.close()

@@ -1,0 +1,70 @@
+"""The one event sink actor: EventSink (database, spool and key frames) behind Ray calls.
+
+EventSink runs its own flush thread; the actor is threaded (a few concurrent calls) so a slow
+database write never stops cameras from handing over events.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+
+from actors.common import identity
+from trtseg.config import SinkConfig
+from trtseg.events import EventRecord
+from trtseg.keyframes import KeyframePathError
+from trtseg.sink import EventSink
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_KINDS = ("raw", "annotated")
+
+
+@ray.remote
+class SinkActor:
+    """Receives EventRecords from every camera's pusher and stores them durably."""
+
+    def __init__(self, sink: SinkConfig, jpeg_quality: int = 80) -> None:
+        self._identity = identity("sink", "sink")
+        self.sink = EventSink(sink, jpeg_quality=jpeg_quality)
+        self._closed = False
+
+    def submit(self, records: list[EventRecord]) -> int:
+        """Queue records (key frames written at once); raises for bad records or a full spool."""
+        return self.sink.submit(records)
+
+    def flush(self) -> int:
+        return self.sink.flush()
+
+    def read_keyframe(self, event_id: str, kind: str) -> bytes | None:
+        """JPEG bytes of an event's key frame ('raw' or 'annotated'); None when there is none."""
+        if kind not in KEYFRAME_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KEYFRAME_KINDS)}, got {kind!r}")
+        event = self.sink.store.get(event_id)
+        if event is None:
+            return None
+        relative = getattr(event, f"keyframe_{kind}_path", None)
+        if not relative:
+            return None
+        try:
+            return self.sink.keyframes.read(relative)
+        except (FileNotFoundError, KeyframePathError) as error:
+            logger.warning("key frame unreadable event_id=%s kind=%s error=%s", event_id, kind, error)
+            return None
+
+    def ping(self) -> dict[str, Any]:
+        return self._identity
+
+    def stats(self) -> dict[str, Any]:
+        figures = self.sink.stats()
+        state = "closed" if self._closed else ("degraded" if figures.get("db_up") is False else "ready")
+        return {**figures, "state": state}
+
+    def close(self) -> dict[str, Any]:
+        """Write or spool everything waiting; nothing is lost."""
+        if not self._closed:
+            self._closed = True
+            self.sink.close()
+        return self.sink.stats()

@@ -1,0 +1,139 @@
+"""The pipeline on a real one-node Ray cluster: decode, infer (CPU ONNX Runtime), annotate, push HLS.
+
+One system for the module (starting Ray and loading the model is the slow part): a camera runs end
+to end, cameras are added and removed at run time, killed actors come back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.actors.system_helpers import MODEL, camera, system_config, wait_for
+from tests.services.ray_cluster import RayTestCluster
+from tests.services.streaming import make_test_clip
+
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.slow,
+    pytest.mark.skipif(not MODEL.is_file(), reason="models/trtseg-cable-n.onnx is missing"),
+]
+
+NAMESPACE = "trtseg-test-system"
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    media = tmp_path_factory.mktemp("actors-media")
+    make_test_clip(media / "clip.mp4", seconds=2.0, fps=10, size=(320, 240))
+    return media
+
+
+@pytest.fixture(scope="module")
+def system(ray_local: RayTestCluster, clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from actors.launch import start_system, stop_system
+
+    tmp = tmp_path_factory.mktemp("actors-system")
+    config = system_config(tmp, clip_dir, NAMESPACE, [camera("cam1", clip_dir / "clip.mp4")])
+    controller = start_system(config, timeout_s=240)
+    try:
+        yield controller
+    finally:
+        stop_system(NAMESPACE, timeout_s=120)
+
+
+def _camera(controller: Any, camera_id: str) -> dict[str, Any] | None:
+    import ray
+
+    return ray.get(controller.get_camera.remote(camera_id), timeout=30)
+
+
+def _pushed(controller: Any, camera_id: str) -> int:
+    found = _camera(controller, camera_id) or {}
+    return int(found.get("stats", {}).get("output", {}).get("frames", 0))
+
+
+def test_camera_runs_end_to_end(system: Any) -> None:
+    import ray
+
+    pushed = wait_for(lambda: _pushed(system, "cam1"), 90, "cam1 to push frames")
+    found = _camera(system, "cam1")
+    assert found is not None and found["state"] == "live"
+    assert found["stats"]["decoder"]["width"] == 320
+    assert wait_for(lambda: _pushed(system, "cam1") > pushed, 30, "frame counters to move")
+
+    jpeg = ray.get(system.latest_jpeg.remote("cam1"), timeout=30)
+    assert isinstance(jpeg, bytes) and jpeg[:2] == b"\xff\xd8" and len(jpeg) > 1000
+
+    urls = ray.get(system.stream_urls.remote("cam1"), timeout=30)
+    playlist = Path(urls["hls"])
+    wait_for(lambda: playlist.is_file() and list(playlist.parent.glob("*.ts")), 60, "HLS segments")
+    assert "#EXTM3U" in playlist.read_text()
+
+    output = (_camera(system, "cam1") or {})["stats"]["output"]
+    assert output["inferred"] > 0, "frames went through the segmenter"
+    assert output["latency_ms_mean"] > 0
+    health = ray.get(system.health.remote(), timeout=30)
+    segmenters = [v for k, v in health["components"].items() if k.startswith("segmenter:")]
+    assert segmenters and segmenters[0]["batching"]["batches"] > 0
+    assert segmenters[0]["frames_per_camera"]["cam1"] > 0
+    assert health["components"]["sink"]["state"] == "ready"
+
+
+def test_add_and_remove_camera_at_run_time(system: Any, clip_dir: Path) -> None:
+    import ray
+
+    added = ray.get(system.add_camera.remote(camera("cam2", clip_dir / "clip.mp4")), timeout=90)
+    assert added["id"] == "cam2"
+    wait_for(lambda: _pushed(system, "cam2"), 60, "cam2 to push frames")
+    ids = {c["id"] for c in ray.get(system.list_cameras.remote(), timeout=30)}
+    assert ids == {"cam1", "cam2"}
+
+    with pytest.raises(FileExistsError):
+        ray.get(system.add_camera.remote(camera("cam2", clip_dir / "clip.mp4")), timeout=30)
+    with pytest.raises(ValueError, match="source refused"):
+        ray.get(system.add_camera.remote(camera("cam3", Path("/etc/passwd"))), timeout=30)
+    with pytest.raises(ValueError, match="id"):
+        ray.get(system.add_camera.remote({"id": "bad id!", "source": "rtsp://x/y"}), timeout=30)
+
+    ray.get(system.remove_camera.remote("cam2"), timeout=60)
+    assert _camera(system, "cam2") is None
+    with pytest.raises(KeyError):
+        ray.get(system.remove_camera.remote("cam2"), timeout=30)
+    assert {c["id"] for c in ray.get(system.list_cameras.remote(), timeout=30)} == {"cam1"}
+
+
+def test_killed_decoder_comes_back(system: Any) -> None:
+    import ray
+
+    before = (_camera(system, "cam1") or {})["restarts"]
+    handle = ray.get(system.camera_actors.remote("cam1"), timeout=30)["decoder"]
+    ray.kill(handle, no_restart=False)  # Ray restarts it (max_restarts); the watchdog notices
+    wait_for(lambda: (_camera(system, "cam1") or {}).get("restarts", 0) > before, 60, "the restart to be seen")
+    frames = _pushed(system, "cam1")
+    wait_for(lambda: _pushed(system, "cam1") > frames + 3, 60, "frames to resume after a restart")
+
+    restores = (_camera(system, "cam1") or {})["restores"]
+    handle = ray.get(system.camera_actors.remote("cam1"), timeout=30)["decoder"]
+    ray.kill(handle, no_restart=True)  # gone for good: the controller must re-create it
+    wait_for(lambda: (_camera(system, "cam1") or {}).get("restores", 0) > restores, 60, "the camera to be restored")
+    frames = _pushed(system, "cam1")
+    wait_for(lambda: _pushed(system, "cam1") > frames + 3, 60, "frames to resume after a restore")
+
+
+def test_infer_image_and_config_summary(system: Any) -> None:
+    import ray
+
+    image = np.full((240, 320, 3), 127, np.uint8)
+    found = ray.get(system.infer_image.remote(image, 0.25), timeout=60)
+    assert found.frame_shape == (240, 320)
+    with pytest.raises(ValueError, match="BGR uint8"):
+        ray.get(system.infer_image.remote(np.zeros((4, 4), np.uint8), 0.25), timeout=60)
+    summary = ray.get(system.config_summary.remote(), timeout=30)
+    assert summary["engine"]["backend"] == "onnxruntime"
+    assert [c["id"] for c in summary["cameras"]] == ["cam1"]
+    assert ray.get(system.read_keyframe.remote("no-such-event", "raw"), timeout=30) is None

@@ -1,0 +1,128 @@
+"""Prometheus metrics of the pipeline through ``ray.util.metrics`` (exported by every Ray node's agent).
+
+Metric objects are created lazily inside the process that records them (an actor) and tagged by
+``camera_id`` or ``actor``. Outside a Ray worker (unit tests, tools) recording is a no-op, so plain
+classes can call these helpers without a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000]
+BATCH_BOUNDARIES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+
+_lock = threading.Lock()
+_metrics: dict[str, Any] = {}
+
+# name -> (kind, description, tag keys, boundaries)
+_DEFINITIONS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
+    "trtseg_frames_decoded": ("counter", "Frames taken from a camera's decoder.", ("camera_id",), None),
+    "trtseg_frames_pushed": ("counter", "Annotated frames handed to a camera's pusher.", ("camera_id",), None),
+    "trtseg_frames_dropped": ("counter", "Frames dropped to keep real time.", ("camera_id",), None),
+    "trtseg_reconnects": ("gauge", "Reconnects of a camera's source so far.", ("camera_id",), None),
+    "trtseg_fps_in": ("gauge", "Frames per second decoded.", ("camera_id",), None),
+    "trtseg_fps_out": ("gauge", "Frames per second pushed.", ("camera_id",), None),
+    "trtseg_queue_depth": ("gauge", "Frames of a camera in flight in the pipeline.", ("camera_id",), None),
+    "trtseg_inference_latency_ms": (
+        "histogram",
+        "From submitting a frame to its detections.",
+        ("camera_id",),
+        LATENCY_BOUNDARIES_MS,
+    ),
+    "trtseg_capture_to_push_ms": (
+        "histogram",
+        "From decoding a frame to handing its annotated copy to the encoder.",
+        ("camera_id",),
+        LATENCY_BOUNDARIES_MS,
+    ),
+    "trtseg_events": ("counter", "Event records sent to the sink.", ("camera_id",), None),
+    "trtseg_batch_size": ("histogram", "Frames per engine batch.", ("actor",), BATCH_BOUNDARIES),
+    "trtseg_engine_ms": ("histogram", "Engine time of one batch.", ("actor",), LATENCY_BOUNDARIES_MS),
+    "trtseg_batch_failures": ("counter", "Engine batches that failed.", ("actor",), None),
+}
+
+
+def _in_ray_worker() -> bool:
+    try:
+        import ray
+
+        return bool(ray.is_initialized())
+    except ImportError:
+        return False
+
+
+def _metric(name: str) -> Any | None:
+    if not _in_ray_worker():
+        return None
+    with _lock:
+        metric = _metrics.get(name)
+        if metric is None:
+            from ray.util import metrics
+
+            kind, description, tags, boundaries = _DEFINITIONS[name]
+            if kind == "counter":
+                metric = metrics.Counter(name, description=description, tag_keys=tags)
+            elif kind == "gauge":
+                metric = metrics.Gauge(name, description=description, tag_keys=tags)
+            else:
+                metric = metrics.Histogram(name, description=description, boundaries=boundaries, tag_keys=tags)
+            _metrics[name] = metric
+        return metric
+
+
+def _record(name: str, value: float, tags: dict[str, str]) -> None:
+    try:
+        metric = _metric(name)
+        if metric is None:
+            return
+        kind = _DEFINITIONS[name][0]
+        if kind == "counter":
+            if value > 0:
+                metric.inc(value, tags=tags)
+        elif kind == "gauge":
+            metric.set(value, tags=tags)
+        else:
+            metric.observe(value, tags=tags)
+    except Exception:  # metrics must never break the pipeline
+        logger.debug("metric not recorded name=%s", name, exc_info=True)
+
+
+class CameraMetrics:
+    """Per-camera figures, tagged ``camera_id``."""
+
+    def __init__(self, camera_id: str) -> None:
+        self._tags = {"camera_id": camera_id}
+
+    def count(self, name: str, value: float = 1.0) -> None:
+        """Add to one of the counters (frames_decoded, frames_pushed, frames_dropped, events)."""
+        _record(f"trtseg_{name}", value, self._tags)
+
+    def gauge(self, name: str, value: float) -> None:
+        """Set one of the gauges (fps_in, fps_out, reconnects, queue_depth)."""
+        _record(f"trtseg_{name}", value, self._tags)
+
+    def inference_ms(self, value: float) -> None:
+        _record("trtseg_inference_latency_ms", value, self._tags)
+
+    def capture_to_push_ms(self, value: float) -> None:
+        _record("trtseg_capture_to_push_ms", value, self._tags)
+
+
+class SegmenterMetrics:
+    """Per-segmenter figures, tagged ``actor``."""
+
+    def __init__(self, actor: str) -> None:
+        self._tags = {"actor": actor}
+
+    def batch(self, size: int, seconds: float) -> None:
+        """Observer for ``Batcher``: one engine batch of ``size`` frames took ``seconds``."""
+        _record("trtseg_batch_size", float(size), self._tags)
+        _record("trtseg_engine_ms", 1000.0 * seconds, self._tags)
+
+    def failure(self) -> None:
+        _record("trtseg_batch_failures", 1.0, self._tags)

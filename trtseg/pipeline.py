@@ -1,0 +1,213 @@
+"""Plain per-camera pipeline logic, free of Ray so it is tested on its own.
+
+``infer_grouped`` is the segmentation actor's batch function: frames from many cameras, each with
+its own thresholds, in as few engine calls as possible. ``CameraOutput`` is what happens to one
+camera's frame after inference: annotate, push, keep the latest view, track events.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from trtseg.annotate import draw
+from trtseg.config.camera import CameraConfig
+from trtseg.config.pusher import PusherConfig
+from trtseg.decode import DEFAULT_FPS, RateMeter
+from trtseg.detections import Detections
+from trtseg.events import EventRecord, EventTracker
+from trtseg.ffmpeg_presets import hls_playlist, output_kind
+from trtseg.frames import Frame
+from trtseg.keyframes import encode_jpeg
+from trtseg.push import StreamPusher
+from trtseg.sources import redact_url
+
+logger = logging.getLogger(__name__)
+
+
+class Predictor(Protocol):
+    """The part of ``SegmentationEngine`` the batch function needs."""
+
+    def predict(
+        self,
+        images: Sequence[np.ndarray],
+        conf: float = 0.25,
+        iou: float = 0.7,
+        classes: Sequence[int | str] | None = None,
+        with_masks: bool = True,
+    ) -> list[Detections]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    """One frame to segment with its camera's thresholds."""
+
+    image: np.ndarray
+    conf: float = 0.25
+    iou: float = 0.7
+    classes: tuple[str, ...] | None = None
+
+
+def infer_grouped(engine: Predictor, requests: list[InferRequest]) -> list[Detections]:
+    """Segment a batch whose requests may differ in thresholds: one engine call per (iou, classes).
+
+    Requests sharing iou and classes run together at the lowest confidence among them, and each
+    result is then cut at its own confidence. That is exact: NMS only lets higher-scored boxes
+    suppress lower ones, so boxes below a caller's threshold never change what it keeps.
+    """
+    results: list[Detections | None] = [None] * len(requests)
+    groups: dict[tuple[float, tuple[str, ...] | None], list[int]] = {}
+    for index, request in enumerate(requests):
+        groups.setdefault((request.iou, request.classes), []).append(index)
+    for (iou, classes), indices in groups.items():
+        low = min(requests[i].conf for i in indices)
+        found = engine.predict([requests[i].image for i in indices], conf=low, iou=iou, classes=classes)
+        for index, detections in zip(indices, found, strict=True):
+            conf = requests[index].conf
+            results[index] = detections if conf <= low else detections[np.flatnonzero(detections.scores >= conf)]
+    return [r for r in results if r is not None]
+
+
+def stream_targets(camera: CameraConfig, pusher: PusherConfig) -> dict[str, str]:
+    """Where a camera's annotated stream goes, without starting an encoder (credentials redacted)."""
+    kind = output_kind(camera.push)
+    if kind == "none":
+        return {}
+    if kind == "hls":
+        return {"hls": str(hls_playlist(camera.id, pusher))}
+    return {kind: redact_url(camera.push)}
+
+
+EventCallback = Callable[[list[EventRecord]], None]
+PusherFactory = Callable[[CameraConfig, PusherConfig, tuple[int, int], float], StreamPusher]
+
+
+class CameraOutput:
+    """Annotates, pushes and tracks events for one camera; keeps its latest annotated picture.
+
+    The encoder starts on the first frame, when the size is known. Frames that were not inferred
+    (inference_fps below the stream's) are drawn with the latest detections so overlays do not blink.
+    """
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        pusher: PusherConfig,
+        names: dict[int, str],
+        on_events: EventCallback | None = None,
+        pusher_factory: PusherFactory = StreamPusher,
+    ) -> None:
+        self.camera = camera
+        self.pusher_config = pusher
+        self._on_events = on_events
+        self._factory = pusher_factory
+        self._tracker = EventTracker(camera, names, jpeg_quality=pusher.jpeg_quality)
+        self._pusher: StreamPusher | None = None
+        self._last: Detections | None = None
+        self._latest: tuple[int, np.ndarray] | None = None
+        self._jpeg: tuple[int, bytes] | None = None
+        self._lock = threading.Lock()
+        self._rate = RateMeter()
+        self.figures: dict[str, float] = {
+            "frames": 0,
+            "inferred": 0,
+            "infer_errors": 0,
+            "events": 0,
+            "event_errors": 0,
+            "latency_ms_last": 0.0,
+            "latency_ms_mean": 0.0,
+            "latency_ms_max": 0.0,
+            "detections_last": 0,
+        }
+
+    def process(self, frame: Frame, detections: Detections | None, infer_failed: bool = False) -> float:
+        """Handle one frame; returns its capture-to-push latency in milliseconds."""
+        if infer_failed:
+            self.figures["infer_errors"] += 1
+        if detections is not None:
+            self._last = detections
+            self.figures["inferred"] += 1
+            self.figures["detections_last"] = len(detections)
+        shown = self._last if self._last is not None else Detections.empty(frame.image.shape[:2])
+        if shown.frame_shape != tuple(frame.image.shape[:2]):
+            shown = Detections.empty(frame.image.shape[:2])
+        annotated = draw(frame.image, shown, self.pusher_config, title=self.camera.name or self.camera.id)
+        self._push(frame, annotated)
+        latency_ms = 1000.0 * (time.time() - frame.capture_ts)
+        with self._lock:
+            self._latest = (frame.seq, annotated)
+        self._record_latency(latency_ms)
+        if detections is not None:
+            self._track(frame, detections, annotated)
+        return latency_ms
+
+    def latest_jpeg(self) -> bytes | None:
+        """The newest annotated picture as JPEG, encoded on demand (once per frame)."""
+        with self._lock:
+            latest, cached = self._latest, self._jpeg
+        if latest is None:
+            return None
+        seq, image = latest
+        if cached is not None and cached[0] == seq:
+            return cached[1]
+        data = encode_jpeg(image, self.pusher_config.jpeg_quality)
+        with self._lock:
+            self._jpeg = (seq, data)
+        return data
+
+    def stats(self) -> dict[str, Any]:
+        pusher = self._pusher.stats() if self._pusher is not None else {"state": "waiting"}
+        return {**self.figures, "fps_out": round(self._rate.rate(), 2), "push": pusher}
+
+    def close(self, now: float | None = None) -> None:
+        """Close open events (so they are not left open in the database) and stop the encoder."""
+        try:
+            records = self._tracker.close_all(time.time() if now is None else now)
+            if records:
+                self._emit(records)
+        finally:
+            if self._pusher is not None:
+                self._pusher.close()
+
+    def _push(self, frame: Frame, annotated: np.ndarray) -> None:
+        if self._pusher is None:
+            fps = float(frame.meta.get("fps") or DEFAULT_FPS)
+            size = (frame.width, frame.height)
+            self._pusher = self._factory(self.camera, self.pusher_config, size, min(max(fps, 1.0), 240.0))
+        self._pusher.push(annotated, frame.pts_s)
+        self.figures["frames"] += 1
+        self._rate.tick()
+
+    def _record_latency(self, latency_ms: float) -> None:
+        figures = self.figures
+        frames = max(figures["frames"], 1)
+        figures["latency_ms_last"] = round(latency_ms, 3)
+        figures["latency_ms_mean"] = round(
+            figures["latency_ms_mean"] + (latency_ms - figures["latency_ms_mean"]) / frames, 3
+        )
+        figures["latency_ms_max"] = round(max(figures["latency_ms_max"], latency_ms), 3)
+
+    def _track(self, frame: Frame, detections: Detections, annotated: np.ndarray) -> None:
+        try:
+            records = self._tracker.update(frame, detections, annotated)
+        except Exception:
+            self.figures["event_errors"] += 1
+            logger.exception("event tracking failed camera=%s", self.camera.id)
+            return
+        if records:
+            self._emit(records)
+
+    def _emit(self, records: list[EventRecord]) -> None:
+        self.figures["events"] += len(records)
+        if self._on_events is not None:
+            try:
+                self._on_events(records)
+            except Exception:
+                self.figures["event_errors"] += 1
+                logger.exception("event hand-off failed camera=%s count=%d", self.camera.id, len(records))
