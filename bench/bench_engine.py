@@ -43,11 +43,28 @@ def make_frames(count: int, size: tuple[int, int] = (1280, 720)) -> list[np.ndar
         ]
 
 
-def run_ours(model: Path, batch: int, iters: int, conf: float, frames: list[np.ndarray]) -> dict[str, float]:
+# trtseg variants: the default, then each lever switched back to show what it is worth.
+VARIANTS: dict[str, dict[str, object]] = {
+    "ours": {},
+    "ours-spin": {"intra_op_spinning": True},  # ONNX Runtime's default threading, as Ultralytics uses
+    "ours-square": {"imgsz": (640, 640)},  # square input, as a static 640 export forces
+}
+LABELS = {
+    "ours": "trtseg",
+    "ours-spin": "trtseg, ORT spinning on",
+    "ours-square": "trtseg, 640x640 input",
+    "ultralytics": "ultralytics predict",
+}
+
+
+def run_ours(
+    model: Path, batch: int, iters: int, conf: float, frames: list[np.ndarray], variant: str = "ours"
+) -> dict[str, float]:
     from engines.engine import SegmentationEngine
     from trtseg.config import EngineConfig
 
-    engine = SegmentationEngine(EngineConfig(model=model, batch_size=max(batch, 1))).load()
+    config = EngineConfig(model=model, batch_size=max(batch, 1), **VARIANTS[variant])  # type: ignore[arg-type]
+    engine = SegmentationEngine(config).load()
     groups = [frames[i : i + batch] for i in range(0, len(frames), batch)]
     for group in groups[:2]:
         engine.predict(group, conf=conf)  # warm-up
@@ -67,6 +84,30 @@ def run_ours(model: Path, batch: int, iters: int, conf: float, frames: list[np.n
         "post_ms": t.post_ms / n,
         "detections_per_frame": detections / n,
         "input_shape": list(engine.last_input_shape),
+    }
+
+
+def run_annotate(model: Path, iters: int, conf: float, frames: list[np.ndarray]) -> dict[str, float]:
+    """``trtseg.annotate.draw`` on 720p frames with the engine's detections, OpenCV on one thread."""
+    import cv2
+
+    from engines.engine import SegmentationEngine
+    from trtseg.annotate import draw
+    from trtseg.config import EngineConfig, PusherConfig
+
+    engine = SegmentationEngine(EngineConfig(model=model)).load()
+    detections = engine.predict(frames, conf=conf)
+    cv2.setNumThreads(1)
+    pusher = PusherConfig()
+    draw(frames[0], detections[0], pusher, title="cam-1")
+    start = time.perf_counter()
+    for _ in range(iters * 10):
+        for frame, dets in zip(frames, detections, strict=True):
+            draw(frame, dets, pusher, title="cam-1")
+    n = iters * 10 * len(frames)
+    return {
+        "draw_ms": (time.perf_counter() - start) * 1e3 / n,
+        "detections_per_frame": sum(map(len, detections)) / len(frames),
     }
 
 
@@ -106,8 +147,12 @@ def run_ultralytics(model: Path, batch: int, iters: int, conf: float, frames: li
 def side_main(args: argparse.Namespace) -> int:
     """One measurement in this process; prints a JSON line."""
     frames = make_frames(args.frames)
-    runner = run_ours if args.side == "ours" else run_ultralytics
-    result = runner(args.model, args.batch, args.iters, args.conf, frames)
+    if args.side == "annotate":
+        result = run_annotate(args.model, args.iters, args.conf, frames)
+    elif args.side == "ultralytics":
+        result = run_ultralytics(args.model, args.batch, args.iters, args.conf, frames)
+    else:
+        result = run_ours(args.model, args.batch, args.iters, args.conf, frames, args.side)
     print("RESULT " + json.dumps(result))
     return 0
 
@@ -142,7 +187,7 @@ def table(rows: list[dict[str, object]], command: str) -> str:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
         f"{platform.python_version()}; command: `{command}`",
         "",
-        "| model | batch | side | input | ms/frame | pre | infer | post (share) | det/frame | speed-up |",
+        "| model | batch | side | input | ms/frame | pre | infer | post (share) | det/frame | speed-up vs ultralytics |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -165,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--markdown-out", type=Path)
-    parser.add_argument("--side", choices=["ours", "ultralytics"], help=argparse.SUPPRESS)
+    parser.add_argument("--variants", default="ours,ours-spin,ours-square", help="trtseg variants to time")
+    parser.add_argument("--side", choices=[*VARIANTS, "ultralytics", "annotate"], help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.model = args.model if args.model.is_absolute() else (Path.cwd() / args.model).resolve()
@@ -174,30 +220,37 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, object]] = []
     for batch in (int(b) for b in args.batches.split(",")):
-        results: dict[str, list[dict[str, float]]] = {"ours": [], "ultralytics": []}
+        sides = [*args.variants.split(","), "ultralytics"]
+        results: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
         for _ in range(args.rounds):
-            results["ours"].append(measure(sys.executable, "ours", args, batch))
-            results["ultralytics"].append(measure(args.ref_python, "ultralytics", args, batch))
+            for side in sides:
+                python = args.ref_python if side == "ultralytics" else sys.executable
+                results[side].append(measure(python, side, args, batch))
         medians = {}
         for side, runs in results.items():
             runs.sort(key=lambda r: r["frame_ms"])
             medians[side] = runs[len(runs) // 2]
-        speedup = medians["ultralytics"]["frame_ms"] / medians["ours"]["frame_ms"]
-        shape = medians["ours"].get("input_shape", [0, 0, 0, 0])
-        for side in ("ours", "ultralytics"):
+        for side in sides:
+            shape = medians[side].get("input_shape") or medians["ours"].get("input_shape", [0, 0, 0, 0])
             row = {
                 "model": args.model.name,
                 "batch": batch,
-                "side": "trtseg" if side == "ours" else "ultralytics",
+                "side": LABELS[side],
                 **medians[side],
                 "input": f"{shape[2]}x{shape[3]}",
             }
-            if side == "ours":
-                row["speedup"] = f"{speedup:.2f}x"
+            if side != "ultralytics":
+                row["speedup"] = f"{medians['ultralytics']['frame_ms'] / medians[side]['frame_ms']:.2f}x"
             rows.append(row)
         print(json.dumps({"batch": batch, **{k: v for k, v in medians.items()}}), flush=True)
+    annotate = measure(sys.executable, "annotate", args, 1)
     command = "python bench/bench_engine.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = table(rows, command)
+    text += (
+        f"\n\nAnnotation (`trtseg.annotate.draw`: masks, boxes, labels, overlay; OpenCV on 1 thread): "
+        f"{annotate['draw_ms']:.2f} ms per 1280x720 frame with {annotate['detections_per_frame']:.1f} instances "
+        f"({1000 / annotate['draw_ms']:.0f} fps on one core)."
+    )
     print(text)
     if args.markdown_out:
         args.markdown_out.write_text(text + "\n")
