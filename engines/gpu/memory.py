@@ -95,7 +95,9 @@ class GpuContext:
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         flat = self._device_buffers.get(key)
         if flat is None or flat.nbytes < nbytes:
-            with self.device:
+            if flat is not None:  # work queued on the old buffer must finish before its memory is reused
+                self.stream.synchronize()
+            with self.device, self.stream:
                 flat = self.cp.empty(_round_up(nbytes), dtype=np.uint8)
             self._device_buffers[key] = flat
         return flat[:nbytes].view(dtype).reshape(shape)
@@ -104,6 +106,8 @@ class GpuContext:
         """A page-locked host byte buffer of at least ``nbytes`` (for asynchronous copies)."""
         entry = self._pinned.get(key)
         if entry is None or entry[1].nbytes < nbytes:
+            if entry is not None:
+                self.stream.synchronize()
             size = _round_up(nbytes)
             with self.device:
                 memory = self.cp.cuda.alloc_pinned_memory(size)

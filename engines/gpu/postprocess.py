@@ -294,8 +294,10 @@ class GpuPostprocess:
         mh, mw = int(protos.shape[2]), int(protos.shape[3])
         in_h, in_w = geometries[0].input_shape
         geo = np.zeros((k_count, 14), np.int32)
-        for k in range(k_count):
-            geo[k] = self._crop_geometry(kept.boxes_input[k], geometries[int(kept.image[k])])
+        for i, geom in enumerate(geometries):
+            sel = kept.image == i
+            if sel.any():
+                geo[sel] = self._crop_geometry(kept.boxes_input[sel], geom)
         sizes = geo[:, 2].astype(np.int64) * geo[:, 3]
         offsets = np.zeros(k_count, np.int64)
         offsets[1:] = np.cumsum(sizes)[:-1]
@@ -344,24 +346,35 @@ class GpuPostprocess:
             out.append(masks)
         return out, nonempty
 
-    def _crop_geometry(self, box: np.ndarray, geom: LetterboxGeometry) -> tuple[int, ...]:
-        """The CPU path's window (input pixels inside the box) and the frame pixels it reaches."""
+    def _crop_geometry(self, boxes: np.ndarray, geom: LetterboxGeometry) -> np.ndarray:
+        """Per box: the CPU path's window (input pixels inside the box) and the frame pixels it reaches.
+
+        Rows of ``geo`` for the mask kernel: crop x0, y0, w, h; window c0, c1, r0, r1; pad left, top;
+        content w, h; frame w, h. Taps are monotonic, so the reached frame range is two searches.
+        """
         in_h, in_w = geom.input_shape
         frame_h, frame_w = geom.frame_shape
         left, top, right, bottom = geom.content_box
-        x1, y1, x2, y2 = (float(v) for v in box)
-        c0, c1 = max(math.ceil(x1), 0), min(math.ceil(x2), in_w)
-        r0, r1 = max(math.ceil(y1), 0), min(math.ceil(y2), in_h)
-        empty = (0, 0, 0, 0, c0, c1, r0, r1, left, top, right - left, bottom - top, frame_w, frame_h)
-        if c0 >= c1 or r0 >= r1:
-            return empty
+        b = boxes.astype(np.float64)
+        c0 = np.maximum(np.ceil(b[:, 0]), 0).astype(np.int64)
+        c1 = np.minimum(np.ceil(b[:, 2]), in_w).astype(np.int64)
+        r0 = np.maximum(np.ceil(b[:, 1]), 0).astype(np.int64)
+        r1 = np.minimum(np.ceil(b[:, 3]), in_h).astype(np.int64)
         fx_low, fx_high, fy_low, fy_high = self._frame_taps(geom)
-        ys = np.flatnonzero((fy_high >= r0) & (fy_low < r1))
-        xs = np.flatnonzero((fx_high >= c0) & (fx_low < c1))
-        if ys.size == 0 or xs.size == 0:
-            return empty
-        x0, y0 = int(xs[0]), int(ys[0])
-        return (x0, y0, int(xs[-1]) + 1 - x0, int(ys[-1]) + 1 - y0, *empty[4:])
+        # Frame pixels whose taps touch the window: high >= start and low < end.
+        x0 = np.searchsorted(fx_high, c0, side="left")
+        x1 = np.searchsorted(fx_low, c1, side="left")
+        y0 = np.searchsorted(fy_high, r0, side="left")
+        y1 = np.searchsorted(fy_low, r1, side="left")
+        valid = (c0 < c1) & (r0 < r1) & (x0 < x1) & (y0 < y1)
+        width = np.where(valid, x1 - x0, 0)
+        height = np.where(valid, y1 - y0, 0)
+        count = boxes.shape[0]
+        const = np.array([left, top, right - left, bottom - top, frame_w, frame_h], np.int64)
+        geo = np.column_stack(
+            [np.where(valid, x0, 0), np.where(valid, y0, 0), width, height, c0, c1, r0, r1, np.tile(const, (count, 1))]
+        )
+        return geo.astype(np.int32)
 
     def _frame_taps(self, geom: LetterboxGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         key = (geom.frame_shape, geom.content_box)
