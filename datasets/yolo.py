@@ -15,7 +15,6 @@ import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -28,15 +27,6 @@ log = logging.getLogger(__name__)
 # Seeds of split s are SPLIT_SEED_BASE[s] + i. The ranges are 10^8 apart: disjoint for any
 # realistic data set size.
 SPLIT_SEED_BASE: dict[str, int] = {"train": 0, "val": 100_000_000, "test": 200_000_000}
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    """How many images a split has and where its seeds start."""
-
-    name: str
-    count: int
-    seed_base: int
 
 
 def label_lines(scene: Scene) -> list[str]:
