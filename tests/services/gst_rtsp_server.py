@@ -33,7 +33,11 @@ def main(argv: list[str]) -> int:
 
     def on_prepared(media: GstRtspServer.RTSPMedia) -> None:
         # A flushing segment seek once prepared: from now on the pipeline posts SEGMENT_DONE at the end.
-        media.get_element().seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH | seek_flags, 0)
+        pipeline = media.get_element()
+        pipeline.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH | seek_flags, 0)
+        # Wait for the pipeline to preroll again: a client's PLAY racing the flush would find streams
+        # without a segment and trip gst_rtsp_media_get_rates' assertion.
+        pipeline.get_state(5 * Gst.SECOND)
 
     def on_media_configure(_factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
         media.connect("prepared", on_prepared)
