@@ -115,8 +115,8 @@ class GpuContext:
             self._pinned[key] = entry
         return entry[1][:nbytes]
 
-    def upload(self, host: np.ndarray, device_array: Any) -> None:
-        """Asynchronous host-to-device copy on the stream (``host`` should be pinned)."""
+    def upload(self, host: np.ndarray, device_array: Any, stream: Any = None) -> None:
+        """Asynchronous host-to-device copy on ``stream`` (default: the context's; ``host`` should be pinned)."""
         if host.nbytes > device_array.nbytes:
             raise EngineError(f"upload of {host.nbytes} bytes into a {device_array.nbytes}-byte buffer")
         self.cp.cuda.runtime.memcpyAsync(
@@ -124,7 +124,7 @@ class GpuContext:
             host.ctypes.data,
             host.nbytes,
             self.cp.cuda.runtime.memcpyHostToDevice,
-            self.stream.ptr,
+            (stream or self.stream).ptr,
         )
 
     def download(self, device_array: Any, key: str) -> np.ndarray:

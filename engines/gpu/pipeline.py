@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -17,7 +19,7 @@ import numpy as np
 from engines.base import EngineError
 from engines.engine import SegmentationEngine, StageTimings
 from engines.gpu.postprocess import GpuPostprocess
-from engines.gpu.preprocess import GpuLetterbox
+from engines.gpu.preprocess import GpuLetterbox, Staged
 from trtseg.config import EngineConfig
 from trtseg.detections import Detections
 
@@ -49,6 +51,7 @@ class GpuSegmentationEngine(SegmentationEngine):
         super().__init__(config)
         self._letterbox: GpuLetterbox | None = None
         self._post: GpuPostprocess | None = None
+        self._stager = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trtseg-prefetch")
 
     def load(self) -> GpuSegmentationEngine:
         if self._backend is not None:
@@ -62,6 +65,7 @@ class GpuSegmentationEngine(SegmentationEngine):
         return self
 
     def close(self) -> None:
+        self._stager.shutdown(wait=True)
         if self._letterbox is not None:
             self._letterbox.close()
 
@@ -76,25 +80,86 @@ class GpuSegmentationEngine(SegmentationEngine):
         agnostic: bool,
         timings: StageTimings,
     ) -> list[Detections]:
+        started = time.perf_counter()
+        staged = self._stage(frames)
+        return self._finish(staged, started, conf, iou, classes, with_masks, max_det, agnostic, timings)
+
+    def predict_stream(
+        self,
+        batches: Iterable[Sequence[np.ndarray]],
+        conf: float = 0.25,
+        iou: float = 0.7,
+        classes: Sequence[int | str] | None = None,
+        with_masks: bool = True,
+        max_det: int | None = None,
+        agnostic: bool = False,
+    ) -> Iterator[list[Detections]]:
+        """``predict`` over a stream of batches, uploading batch k+1 while batch k computes.
+
+        Yields one list of ``Detections`` per batch, in order; each batch holds at most
+        ``max_batch`` frames. The throughput path for a segmentation actor with a queue of batches.
+        """
+        class_ids = self.class_ids(classes)
+        limit = max_det if max_det is not None else self.config.max_detections
+        iterator = iter(batches)
+        pending = self._stager.submit(self._stage_next, iterator)
+        while True:
+            item = pending.result()
+            if item is None:
+                return
+            started, staged = item
+            pending = self._stager.submit(self._stage_next, iterator)  # overlaps the GPU work below
+            timings = StageTimings()
+            yield self._finish(staged, started, conf, iou, class_ids, with_masks, limit, agnostic, timings)
+            self.last_timings = timings
+            self.total_timings.add(timings)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _stage_next(self, iterator: Iterator[Sequence[np.ndarray]]) -> tuple[float, Staged] | None:
+        frames = next(iterator, None)
+        if frames is None:
+            return None
+        frames = list(frames)
+        if not 0 < len(frames) <= self.max_batch:
+            raise EngineError(f"a batch holds 1..{self.max_batch} frames, got {len(frames)}")
+        started = time.perf_counter()
+        return started, self._stage(frames)
+
+    def _stage(self, frames: list[np.ndarray]) -> Staged:
+        assert self._letterbox is not None
+        geometries = self._letterbox.geometry(frames, self.target_size, self.info.stride, self.rectangular)
+        return self._letterbox.stage(frames, geometries)
+
+    def _finish(
+        self,
+        staged: Staged,
+        started: float,
+        conf: float,
+        iou: float,
+        classes: list[int] | None,
+        with_masks: bool,
+        max_det: int,
+        agnostic: bool,
+        timings: StageTimings,
+    ) -> list[Detections]:
         assert self._letterbox is not None and self._post is not None
         backend: Any = self.backend
         ctx = backend.context
         cp = ctx.cp
-        t0 = time.perf_counter()
-        geometries = self._letterbox.geometry(frames, self.target_size, self.info.stride, self.rectangular)
-        canvas = geometries[0].input_shape
-        size = backend.plan_batch(len(frames))
+        launched = time.perf_counter()
+        canvas = staged.geometries[0].input_shape
+        size = backend.plan_batch(staged.count)
         view = backend.input_view(size, canvas)
         events = [cp.cuda.Event() for _ in range(3)]
         events[0].record(ctx.stream)
-        self._letterbox.run(frames, geometries, view)
+        self._letterbox.launch(staged, view)
         events[1].record(ctx.stream)
         output0, output1 = backend.run(size, canvas)
         events[2].record(ctx.stream)
         detections = self._post.run(
             output0,
             output1,
-            geometries,
+            staged.geometries,
             conf=conf,
             iou=iou,
             classes=classes,
@@ -102,12 +167,12 @@ class GpuSegmentationEngine(SegmentationEngine):
             max_det=max_det,
             agnostic=agnostic,
         )
-        total_ms = (time.perf_counter() - t0) * 1e3
-        pre_ms = cp.cuda.get_elapsed_time(events[0], events[1])
+        # pre: host staging + upload wait + letterbox kernel; infer: the network on the GPU; post: the rest.
+        wall_ms = (time.perf_counter() - started) * 1e3
+        pre_ms = (launched - started) * 1e3 + cp.cuda.get_elapsed_time(events[0], events[1])
         infer_ms = cp.cuda.get_elapsed_time(events[1], events[2])
-        timings.add(
-            StageTimings(pre_ms, infer_ms, max(total_ms - pre_ms - infer_ms, 0.0), frames=len(frames), batches=1)
-        )
+        post_ms = max(wall_ms - pre_ms - infer_ms, 0.0)
+        timings.add(StageTimings(pre_ms, infer_ms, post_ms, frames=staged.count, batches=1))
         return detections
 
 

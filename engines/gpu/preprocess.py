@@ -10,8 +10,10 @@ frame at the same place.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -114,26 +116,46 @@ def _staging_layout(frames: Sequence[np.ndarray]) -> tuple[list[int], int]:
     return offsets, cursor
 
 
-class GpuLetterbox:
-    """Uploads a batch of BGR frames and letterboxes it on the GPU into a caller-owned tensor.
+@dataclass(slots=True)
+class Staged:
+    """A batch uploaded (or uploading) into one staging slot, ready for ``GpuLetterbox.launch``."""
 
-    ``copy_threads`` host threads fill the pinned staging buffer in parallel (NumPy copies release
-    the GIL) and each issues its frame's upload as soon as its copy is done, so the host copy and
-    the PCIe transfer overlap.
+    slot: int
+    count: int
+    geometries: list[LetterboxGeometry]
+    frames: Any  # device bytes of the slot
+    params: Any  # device (count, 8) int64
+    uploaded: Any  # event recorded on the upload stream after the last copy
+
+
+class GpuLetterbox:
+    """Uploads batches of BGR frames and letterboxes them on the GPU into a caller-owned tensor.
+
+    Two staging slots (pinned host + device) and a separate upload stream let the next batch be
+    staged (``stage``, safe from another thread) while the current one computes (``launch``).
+    ``copy_threads`` host threads fill the pinned buffer in parallel (NumPy copies release the GIL)
+    and each issues its frame's upload as soon as its copy is done, so host copies and PCIe
+    transfers overlap too.
     """
 
-    def __init__(self, context: GpuContext, copy_threads: int = 4, round_u8: bool = True) -> None:
+    SLOTS = 2
+
+    def __init__(self, context: GpuContext, copy_threads: int | None = None, round_u8: bool = True) -> None:
         self.ctx = context
         self.round_u8 = round_u8
         cp = context.cp
         with context.device:
             module = cp.RawModule(code=_KERNEL, options=("--std=c++17",))
-            self._uploaded = cp.cuda.Event(block=False, disable_timing=True)
             self._kernels = {
                 np.dtype(np.float32): module.get_function("letterbox_f32"),
                 np.dtype(np.float16): module.get_function("letterbox_f16"),
             }
-        self._pool = ThreadPoolExecutor(max_workers=copy_threads, thread_name_prefix="trtseg-stage")
+            self.upload_stream = cp.cuda.Stream(non_blocking=True)
+            # Recorded on the compute stream once a slot's kernel has read it: the slot is free again.
+            self._consumed = [cp.cuda.Event(block=False, disable_timing=True) for _ in range(self.SLOTS)]
+        self._next_slot = 0
+        threads = copy_threads or min(8, os.cpu_count() or 4)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trtseg-stage")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -149,13 +171,49 @@ class GpuLetterbox:
                 raise EngineError(str(exc)) from exc
         return batch_geometry([image.shape[:2] for image in images], target, stride, rectangular)
 
-    def run(self, images: Sequence[np.ndarray], geometries: Sequence[LetterboxGeometry], out: Any) -> None:
-        """Upload ``images`` and write the letterboxed batch into ``out`` (CuPy, (B, 3, H, W) view).
-
-        ``out`` may be any strided view (NCHW contiguous, or channels-last): the kernel writes
-        through its strides. Batch slots past ``len(images)`` are left untouched.
-        """
+    def stage(self, images: Sequence[np.ndarray], geometries: Sequence[LetterboxGeometry]) -> Staged:
+        """Copy the frames into the next staging slot and start their upload (returns at once after)."""
         count = len(images)
+        slot = self._next_slot
+        self._next_slot = (slot + 1) % self.SLOTS
+        self._consumed[slot].synchronize()  # the slot's previous batch has been letterboxed
+        offsets, total = _staging_layout(images)
+        params = np.zeros((max(count, 1), PARAMS_PER_FRAME), np.int64)
+        for i, (image, geom, offset) in enumerate(zip(images, geometries, offsets, strict=True)):
+            new_w, new_h = geom.resized
+            left, top = geom.pad
+            params[i] = (offset, image.shape[0], image.shape[1], new_h, new_w, top, left, 0)
+        host = self.ctx.pinned(f"letterbox.frames.{slot}", max(total, 1))
+        host_params = self.ctx.pinned(f"letterbox.params.{slot}", params.nbytes)
+        host_params.view(np.int64)[:] = params.ravel()
+        dev_frames = self.ctx.device_buffer(f"letterbox.frames.{slot}", (max(total, 1),), np.uint8)
+        dev_params = self.ctx.device_buffer(f"letterbox.params.{slot}", params.shape, np.int64)
+        stream = self.upload_stream
+
+        def copy(i: int) -> None:
+            image, offset = images[i], offsets[i]
+            np.copyto(host[offset : offset + image.nbytes].reshape(image.shape), image, casting="no")
+            with self.ctx.device:  # the current device is per thread
+                self.ctx.upload(
+                    host[offset : offset + image.nbytes], dev_frames[offset : offset + image.nbytes], stream
+                )
+
+        with self.ctx.device:
+            self.ctx.upload(host_params, dev_params, stream)
+            if count == 1:
+                copy(0)
+            elif count:
+                list(self._pool.map(copy, range(count)))
+            uploaded = self.ctx.cp.cuda.Event(block=False, disable_timing=True)
+            uploaded.record(stream)
+        return Staged(slot, count, list(geometries), dev_frames, dev_params, uploaded)
+
+    def launch(self, staged: Staged, out: Any) -> None:
+        """Letterbox a staged batch into ``out`` (CuPy (B, 3, H, W) view, any strides) on the compute stream.
+
+        Batch slots past the staged count are left untouched.
+        """
+        count = staged.count
         if count == 0:
             return
         if out.ndim != 4 or out.shape[1] != 3 or out.shape[0] < count:
@@ -164,55 +222,21 @@ class GpuLetterbox:
         if kernel is None:
             raise EngineError(f"letterbox writes float32 or float16, not {out.dtype}")
         out_h, out_w = int(out.shape[2]), int(out.shape[3])
-        for geom in geometries:
+        for geom in staged.geometries:
             if geom.input_shape != (out_h, out_w):
                 raise EngineError(f"geometry canvas {geom.input_shape} does not match the input {(out_h, out_w)}")
-
-        # The staging buffer is reused: the previous batch's uploads must have left it.
-        self._uploaded.synchronize()
-        offsets, total = _staging_layout(images)
-        params = np.zeros((count, PARAMS_PER_FRAME), np.int64)
-        for i, (image, geom, offset) in enumerate(zip(images, geometries, offsets, strict=True)):
-            params[i] = (
-                offset,
-                image.shape[0],
-                image.shape[1],
-                geom.resized[1],
-                geom.resized[0],
-                geom.pad[1],
-                geom.pad[0],
-                0,
-            )
-        host = self.ctx.pinned("letterbox.frames", total)
-        host_params = self.ctx.pinned("letterbox.params", params.nbytes)
-        host_params.view(np.int64)[:] = params.ravel()
-        dev_frames = self.ctx.device_buffer("letterbox.frames", (total,), np.uint8)
-        dev_params = self.ctx.device_buffer("letterbox.params", (params.size,), np.int64)
-
+        itemsize = out.dtype.itemsize
+        strides = [stride // itemsize for stride in out.strides]
+        block = (32, 8, 1)
+        grid = ((out_w + block[0] - 1) // block[0], (out_h + block[1] - 1) // block[1], count)
         with self.ctx.active():
-            self.ctx.upload(host_params, dev_params)
-
-            def stage(i: int) -> None:
-                image, offset = images[i], offsets[i]
-                np.copyto(host[offset : offset + image.nbytes].reshape(image.shape), image, casting="no")
-                with self.ctx.device:  # the current device is per thread
-                    self.ctx.upload(host[offset : offset + image.nbytes], dev_frames[offset : offset + image.nbytes])
-
-            if count == 1:
-                stage(0)
-            else:
-                list(self._pool.map(stage, range(count)))
-            self._uploaded.record(self.ctx.stream)
-            itemsize = out.dtype.itemsize
-            strides = [s // itemsize for s in out.strides]
-            block = (32, 8, 1)
-            grid = ((out_w + block[0] - 1) // block[0], (out_h + block[1] - 1) // block[1], count)
+            self.ctx.stream.wait_event(staged.uploaded)
             kernel(
                 grid,
                 block,
                 (
-                    dev_frames,
-                    dev_params,
+                    staged.frames,
+                    staged.params,
                     out,
                     np.int32(out_h),
                     np.int32(out_w),
@@ -225,3 +249,8 @@ class GpuLetterbox:
                     np.int32(1 if self.round_u8 else 0),
                 ),
             )
+            self._consumed[staged.slot].record(self.ctx.stream)
+
+    def run(self, images: Sequence[np.ndarray], geometries: Sequence[LetterboxGeometry], out: Any) -> None:
+        """Stage and launch in one call (no overlap with other work)."""
+        self.launch(self.stage(images, geometries), out)

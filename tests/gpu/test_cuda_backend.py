@@ -114,3 +114,16 @@ def test_partial_batches_equal_single_frames(seg_model, scenes) -> None:  # type
     for frame, joint in zip(scenes[:3], together, strict=True):
         alone = gpu.predict([frame], conf=0.25)[0]
         assert_same_detections(alone, joint, box_iou_min=0.98, mask_iou_min=0.9)
+
+
+def test_predict_stream_equals_predict(seg_model, scenes) -> None:  # type: ignore[no-untyped-def]
+    _, gpu = _engines(seg_model, "fp16")
+    batches = [scenes[:2], scenes[2:4], scenes[:1], scenes[1:4]]
+    streamed = list(gpu.predict_stream(batches, conf=0.25))
+    assert len(streamed) == len(batches)
+    for batch, result in zip(batches, streamed, strict=True):
+        direct = gpu.predict(batch, conf=0.25)
+        for a, b in zip(direct, result, strict=True):
+            assert_same_detections(a, b, box_iou_min=0.999, mask_iou_min=0.999)
+    with pytest.raises(Exception, match="batch holds"):
+        list(gpu.predict_stream([[*scenes, *scenes, *scenes]]))
