@@ -55,6 +55,9 @@ class ControlPlane(Protocol):
     async def read_keyframe(self, event_id: str, kind: str) -> bytes | None: ...
 
 
+STARTING_METHODS = ("add_camera", "update_camera")
+
+
 def _translate(error: BaseException, method: str) -> ControlError:
     """Map what the actor raised (Ray re-raises it as a subclass of the cause) to an API error."""
     cause = getattr(error, "cause", None) or error
@@ -67,6 +70,9 @@ def _translate(error: BaseException, method: str) -> ControlError:
         if "exist" in message.lower() or "already" in message.lower():
             return CameraConflict(message)
         return InvalidRequest(message)
+    if method in STARTING_METHODS and (isinstance(error, RuntimeError) or isinstance(cause, RuntimeError)):
+        # the controller starts a camera strictly: a source it cannot open is the request's problem
+        return InvalidRequest(f"camera could not start: {message}")
     logger.warning("controller call failed method=%s error=%r", method, error)
     return ControlUnavailable(f"controller call {method} failed: {type(cause).__name__}")
 

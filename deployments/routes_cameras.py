@@ -194,10 +194,11 @@ def build_router(read: Any, write: Any) -> APIRouter:
     async def stream(
         request: Request, camera_id: str = _camera_id(), ctx: ApiContext = Depends(get_context)
     ) -> StreamUrls:
-        pushed = await ctx.control.stream_urls(camera_id)
+        pushed = dict(await ctx.control.stream_urls(camera_id))
         base = str(request.base_url).rstrip("/")
+        local_hls = pushed.pop("hls", None)  # a path on the pusher's node: this API serves it instead
         hls_index = ctx.hls_dir / camera_id / "index.m3u8"
-        hls = f"{base}/hls/{camera_id}/index.m3u8" if ("hls" in pushed or hls_index.is_file()) else None
+        hls = f"{base}/hls/{camera_id}/index.m3u8" if (local_hls or hls_index.is_file()) else None
         return StreamUrls(
             camera_id=camera_id,
             live_mjpeg=f"{base}/cameras/{camera_id}/live.mjpg",
