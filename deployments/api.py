@@ -16,7 +16,7 @@ import trtseg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from trtseg.config import ApiConfig, PusherConfig
 
@@ -131,7 +131,9 @@ def create_app(
         )
 
     @app.get("/", include_in_schema=False)
-    async def dashboard() -> FileResponse:
+    async def dashboard(request: Request) -> Any:
+        if not request.url.path.endswith("/"):  # relative URLs in the page need the trailing slash
+            return RedirectResponse(request.url.path + "/", status_code=308)
         return FileResponse(
             STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"}
         )
