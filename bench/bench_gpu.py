@@ -57,41 +57,53 @@ def timed(fn: Callable[[], Any], warmup: int, min_repeats: int, budget_s: float)
 
 
 def bench_ours(model: Path, batch: int, frames: list[np.ndarray], budget_s: float, **overrides: Any) -> dict[str, Any]:
+    """Sync ``predict`` and streamed ``predict_stream``, from ordinary (pageable) and from pinned frames."""
     config = EngineConfig(model=model, backend="cuda", device="cuda", precision="fp16", batch_size=batch, **overrides)
     engine = GpuSegmentationEngine(config).load()
-    sets = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)] or [frames[:batch]]
-    state = {"i": 0, "instances": 0}
+    ctx = engine.backend.context  # type: ignore[attr-defined]
+    pinned = []
+    for frame in frames:  # as a decoder writing into page-locked buffers would hand them over
+        buffer = ctx.pinned_array(frame.shape, frame.dtype)
+        buffer[...] = frame
+        pinned.append(buffer)
+    row: dict[str, Any] = {"impl": "ours", "batch": batch}
+    for label, source in (("", frames), ("pinned_", pinned)):
+        sets = [source[i : i + batch] for i in range(0, len(source) - batch + 1, batch)] or [source[:batch]]
+        state = {"i": 0, "instances": 0}
 
-    def call() -> None:
-        chunk = sets[state["i"] % len(sets)]
-        state["i"] += 1
-        detections = engine.predict(chunk, conf=0.25, with_masks=True)
-        state["instances"] = sum(len(d) for d in detections)
+        def call(sets: list[list[np.ndarray]] = sets, state: dict[str, int] = state) -> None:
+            chunk = sets[state["i"] % len(sets)]
+            state["i"] += 1
+            detections = engine.predict(chunk, conf=0.25, with_masks=True)
+            state["instances"] = sum(len(d) for d in detections)
 
-    times = timed(call, warmup=3, min_repeats=10, budget_s=budget_s)
-    engine.total_timings = type(engine.total_timings)()
-    for _ in range(5):
-        call()
-    stages = engine.total_timings.as_dict()
-    # Streamed: batch k+1 is staged and uploaded while batch k computes (predict_stream).
-    count = max(20, int(len(times) * 1.2))
-    t0 = time.perf_counter()
-    for _ in engine.predict_stream((sets[i % len(sets)] for i in range(count)), conf=0.25):
-        pass
-    stream_s = (time.perf_counter() - t0) / count
+        times = timed(call, warmup=3, min_repeats=10, budget_s=budget_s)
+        engine.total_timings = type(engine.total_timings)()
+        for _ in range(5):
+            call()
+        stages = engine.total_timings.as_dict()
+        # Streamed: batch k+1 is staged and uploaded while batch k computes (predict_stream).
+        count = max(20, int(len(times) * 1.2))
+        t0 = time.perf_counter()
+        for _ in engine.predict_stream((sets[i % len(sets)] for i in range(count)), conf=0.25):
+            pass
+        stream_s = (time.perf_counter() - t0) / count
+        median = statistics.median(times)
+        row.update(
+            {
+                f"{label}ms_per_batch": median * 1e3,
+                f"{label}ms_per_frame": median * 1e3 / batch,
+                f"{label}fps": batch / median,
+                f"{label}stream_fps": batch / stream_s,
+                f"{label}stage_ms_per_batch": {
+                    k: stages[k] / max(stages["batches"], 1) for k in ("pre_ms", "infer_ms", "post_ms")
+                },
+                f"{label}repeats": len(times),
+                "instances_per_batch": state["instances"],
+            }
+        )
     engine.close()
-    median = statistics.median(times)
-    return {
-        "impl": "ours",
-        "batch": batch,
-        "ms_per_batch": median * 1e3,
-        "ms_per_frame": median * 1e3 / batch,
-        "fps": batch / median,
-        "stream_fps": batch / stream_s,
-        "instances_per_batch": state["instances"],
-        "stage_ms_per_batch": {k: stages[k] / max(stages["batches"], 1) for k in ("pre_ms", "infer_ms", "post_ms")},
-        "repeats": len(times),
-    }
+    return row
 
 
 def bench_ultralytics(yolo: Any, batch: int, frames: list[np.ndarray], budget_s: float) -> dict[str, Any]:
@@ -147,10 +159,10 @@ def markdown(rows: list[dict[str, Any]], device: str, command: str) -> str:
     lines = [
         f"Device: {device}. Command: `{command}`",
         "",
-        "| model | batch | ours ms/frame | ours frames/s | ours streamed frames/s | ultralytics ms/frame "
-        "| ultralytics frames/s | speed-up (per frame) | ours pre / infer / post ms per batch "
-        "| instances per batch (ours / ultralytics) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | batch | ours ms/frame | ours frames/s | ours streamed | ours, pinned frames | ours, pinned, "
+        "streamed | ultralytics ms/frame | ultralytics frames/s | speed-up (ms/frame) "
+        "| ours pre / infer / post ms per batch (pinned) | instances per batch (ours / ultralytics) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     by_key: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for row in rows:
@@ -158,12 +170,14 @@ def markdown(rows: list[dict[str, Any]], device: str, command: str) -> str:
     for (model, batch), pair in by_key.items():
         ours, ul = pair.get("ours"), pair.get("ultralytics")
         cells = [model, str(batch)]
-        cells += (
-            [f"{ours['ms_per_frame']:.2f}", f"{ours['fps']:.0f}", f"{ours['stream_fps']:.0f}"] if ours else ["-"] * 3
-        )
+        if ours:
+            cells += [f"{ours['ms_per_frame']:.2f}"]
+            cells += [f"{ours[k]:.0f}" for k in ("fps", "stream_fps", "pinned_fps", "pinned_stream_fps")]
+        else:
+            cells += ["-"] * 5
         cells += [f"{ul['ms_per_frame']:.2f}", f"{ul['fps']:.0f}"] if ul else ["-", "-"]
         cells.append(f"{ul['ms_per_frame'] / ours['ms_per_frame']:.1f}x" if ours and ul else "-")
-        stages = ours["stage_ms_per_batch"] if ours else None
+        stages = ours["pinned_stage_ms_per_batch"] if ours else None
         cells.append(" / ".join(f"{stages[k]:.2f}" for k in ("pre_ms", "infer_ms", "post_ms")) if stages else "-")
         cells.append(f"{ours['instances_per_batch'] if ours else '-'} / {ul['instances_per_batch'] if ul else '-'}")
         lines.append("| " + " | ".join(cells) + " |")

@@ -115,6 +115,22 @@ class GpuContext:
             self._pinned[key] = entry
         return entry[1][:nbytes]
 
+    def pinned_array(self, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+        """A standalone page-locked NumPy array (e.g. a decoder's frame buffer): it uploads with no host copy."""
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        with self.device:
+            memory = self.cp.cuda.alloc_pinned_memory(max(count * dtype.itemsize, 1))
+        return np.frombuffer(memory, dtype=dtype, count=count).reshape(shape)
+
+    def is_pinned(self, array: np.ndarray) -> bool:
+        """Whether ``array``'s memory is page-locked (registered with CUDA), so it can be DMA'd directly."""
+        try:
+            attributes = self.cp.cuda.runtime.pointerGetAttributes(array.ctypes.data)
+        except Exception:  # pageable memory on old drivers raises instead of answering
+            return False
+        return int(attributes.type) == 1  # cudaMemoryTypeHost
+
     def upload(self, host: np.ndarray, device_array: Any, stream: Any = None) -> None:
         """Asynchronous host-to-device copy on ``stream`` (default: the context's; ``host`` should be pinned)."""
         if host.nbytes > device_array.nbytes:

@@ -48,6 +48,7 @@ template <typename T>
 __device__ void letterbox(const unsigned char* __restrict__ src, const long long* __restrict__ params,
                           T* __restrict__ dst, int out_h, int out_w, long long sb, long long sc, long long sy,
                           long long sx, int n_frames, float pad, int round_u8) {
+    // pad: the border grey level (0..255)
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     const int b = blockIdx.z;
@@ -77,14 +78,16 @@ __device__ void letterbox(const unsigned char* __restrict__ src, const long long
             const float bot_v = r1[x0 * 3 + c] * (1.f - ax) + r1[x1 * 3 + c] * ax;
             float val = top_v * (1.f - ay) + bot_v * ay;
             if (round_u8) val = floorf(val + 0.5f);
-            v[c] = val * (1.0f / 255.0f);
+            v[c] = val;
         }
         c0 = v[0]; c1 = v[1]; c2 = v[2];
     }
+    // Scale at the end, pad included, exactly as cv2.dnn.blobFromImages does (value * float(1/255)).
+    const float scale = 1.0f / 255.0f;
     const long long base = (long long)b * sb + (long long)y * sy + (long long)x * sx;
-    store(dst, base, c2);           // R
-    store(dst, base + sc, c1);      // G
-    store(dst, base + 2 * sc, c0);  // B
+    store(dst, base, c2 * scale);           // R
+    store(dst, base + sc, c1 * scale);      // G
+    store(dst, base + 2 * sc, c0 * scale);  // B
 }
 
 extern "C" __global__ void letterbox_f32(const unsigned char* src, const long long* params, float* dst,
@@ -126,6 +129,7 @@ class Staged:
     frames: Any  # device bytes of the slot
     params: Any  # device (count, 8) int64
     uploaded: Any  # event recorded on the upload stream after the last copy
+    sources: list[np.ndarray]  # kept alive until the upload is done (pinned frames upload in place)
 
 
 class GpuLetterbox:
@@ -192,11 +196,13 @@ class GpuLetterbox:
 
         def copy(i: int) -> None:
             image, offset = images[i], offsets[i]
-            np.copyto(host[offset : offset + image.nbytes].reshape(image.shape), image, casting="no")
+            target = dev_frames[offset : offset + image.nbytes]
             with self.ctx.device:  # the current device is per thread
-                self.ctx.upload(
-                    host[offset : offset + image.nbytes], dev_frames[offset : offset + image.nbytes], stream
-                )
+                if image.flags.c_contiguous and self.ctx.is_pinned(image):
+                    self.ctx.upload(image.reshape(-1), target, stream)  # already page-locked: no host copy
+                    return
+                np.copyto(host[offset : offset + image.nbytes].reshape(image.shape), image, casting="no")
+                self.ctx.upload(host[offset : offset + image.nbytes], target, stream)
 
         with self.ctx.device:
             self.ctx.upload(host_params, dev_params, stream)
@@ -206,7 +212,7 @@ class GpuLetterbox:
                 list(self._pool.map(copy, range(count)))
             uploaded = self.ctx.cp.cuda.Event(block=False, disable_timing=True)
             uploaded.record(stream)
-        return Staged(slot, count, list(geometries), dev_frames, dev_params, uploaded)
+        return Staged(slot, count, list(geometries), dev_frames, dev_params, uploaded, list(images))
 
     def launch(self, staged: Staged, out: Any) -> None:
         """Letterbox a staged batch into ``out`` (CuPy (B, 3, H, W) view, any strides) on the compute stream.
@@ -245,7 +251,7 @@ class GpuLetterbox:
                     np.int64(strides[2]),
                     np.int64(strides[3]),
                     np.int32(count),
-                    np.float32(PAD_VALUE / 255.0),
+                    np.float32(PAD_VALUE),
                     np.int32(1 if self.round_u8 else 0),
                 ),
             )

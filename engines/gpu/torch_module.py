@@ -65,12 +65,50 @@ def specialise_onnx(model: Any, input_name: str, shape: tuple[int, int, int, int
     return static
 
 
+# Newer opset versions of ops whose changes do not matter with their default attributes; onnx2torch
+# (1.5.x) stops at the older version. (op, version it lacks, version it has, attributes that must be default)
+_ALIASES: tuple[tuple[str, int, int, dict[str, Any]], ...] = (
+    ("Split", 18, 13, {}),  # 18 adds num_outputs, which only restates the outputs' count
+    ("Resize", 18, 13, {"antialias": 0, "keep_aspect_ratio_policy": "stretch", "axes": None}),
+    ("Resize", 19, 13, {"antialias": 0, "keep_aspect_ratio_policy": "stretch", "axes": None}),
+)
+_aliased = False
+
+
+def _register_aliases() -> None:
+    """Teach onnx2torch the opset-18/19 versions of Split and Resize (Ultralytics exports opset 18+)."""
+    global _aliased
+    if _aliased:
+        return
+    from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription, add_converter
+
+    for op, new, old, defaults in _ALIASES:
+        if OperationDescription("", op, new) in _CONVERTER_REGISTRY:
+            continue
+        base = _CONVERTER_REGISTRY[OperationDescription("", op, old)]
+
+        def converter(
+            node: Any, graph: Any, base: Any = base, op: str = op, defaults: dict[str, Any] = defaults
+        ) -> Any:
+            for name, default in defaults.items():
+                value = node.attributes.get(name, default)
+                if isinstance(value, bytes):
+                    value = value.decode()
+                if value != default:
+                    raise NotImplementedError(f"{op} with {name}={value!r}")
+            return base(node, graph)
+
+        add_converter(operation_type=op, version=new)(converter)
+    _aliased = True
+
+
 def convert(model: Any) -> Any:
     """onnx2torch conversion with a clear error for graphs it cannot take (e.g. INT8 Q/DQ)."""
     try:
         from onnx2torch import convert as onnx2torch_convert
     except ImportError as exc:
         raise EngineError("the 'cuda' backend needs onnx2torch: pip install -r requirements-gpu.txt") from exc
+    _register_aliases()
     try:
         return onnx2torch_convert(model).eval()
     except NotImplementedError as exc:
@@ -90,7 +128,7 @@ def host_constant_targets(module: Any) -> list[str]:
             continue
         if type(module.get_submodule(node.target)).__name__ not in _HOST_ARG_MODULES:
             continue
-        for arg in node.args[1:]:
+        for arg in (*node.args[1:], *node.kwargs.values()):  # optional inputs may come as keywords
             if getattr(arg, "op", None) == "get_attr":
                 targets.append(str(arg.target))
     return targets
