@@ -100,6 +100,8 @@ def load_model_info(path: str | Path) -> ModelInfo:
     import onnx
 
     path = Path(path)
+    if path.is_dir():
+        raise EngineError(f"model path is a directory, not an ONNX file: {path}")
     if not path.is_file():
         raise EngineError(f"model file not found: {path}")
     if path.stat().st_size == 0:

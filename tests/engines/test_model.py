@@ -44,6 +44,8 @@ def test_imgsz_parsing():
 def test_missing_and_empty_files(tmp_path: Path):
     with pytest.raises(EngineError, match="not found"):
         load_model_info(tmp_path / "nope.onnx")
+    with pytest.raises(EngineError, match="directory"):
+        load_model_info(tmp_path)
     (tmp_path / "empty.onnx").write_bytes(b"")
     with pytest.raises(EngineError, match="empty"):
         load_model_info(tmp_path / "empty.onnx")
