@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -67,6 +67,11 @@ class CameraConfig(Section):
         ge=0,
         le=1_000_000,
         description="Consecutive failed connects after which the decoder gives up (state 'failed'); 0: keep trying.",
+    )
+    decoder: Literal["cpu", "nvdec"] = Field(
+        default="cpu",
+        description="Where the stream is decoded: 'cpu' (PyAV/FFmpeg, frames in host memory) or 'nvdec' "
+        "(the GPU's video decoder through PyNvVideoCodec, frames stay in GPU memory; GPU machines only).",
     )
     inference_fps: float | None = Field(
         default=None, gt=0, le=120, description="Infer at most this many frames a second; empty: every frame."

@@ -1,0 +1,529 @@
+"""Whole-pipeline benchmark: N cameras through the real system on a local Ray head.
+
+    .venv/bin/python bench/bench_pipeline.py --cameras 1 --inference-fps 5
+    .venv/bin/python bench/bench_pipeline.py --ramp --inference-fps 5 --write        # CPU ramp
+    python bench/bench_pipeline.py --ramp --backend cuda --device cuda --precision fp16 --push none
+
+Starts ``actors.launch.start_system`` on a fresh local Ray head (explicit free ports, never 6379)
+with cameras fed from generated 1280x720 25 fps H.264 clips (one seed per camera, file sources
+looping at native rate), every annotated stream pushed (HLS files by default), and measures after a
+warm-up: frames in and out, drop rate against the source's real time, p50/p99 capture-to-push
+latency (the pipeline's own Prometheus histogram, scraped from the node's metrics agent), inference
+fps, CPU cores of each camera's decoder actor, pusher actor and FFmpeg encoder, and object-store
+bytes put per camera. ``--ramp`` adds cameras (1, 2, 4, ...) on the running system until the real-
+time criteria break (drops >= 1 % or p99 >= 200 ms) and reports the largest sustained N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    CLIP_FPS,
+    REALTIME_DROP_LIMIT,
+    REALTIME_P99_LIMIT_MS,
+    ROOT,
+    CpuMeter,
+    bucket_delta,
+    bucket_quantile,
+    children_named,
+    free_port,
+    histogram,
+    machine_cpu_percent,
+    machine_info,
+    make_clips,
+    markdown_table,
+    scrape,
+    share_above,
+    write_doc_section,
+    write_json,
+)
+
+logger = logging.getLogger("bench_pipeline")
+
+LATENCY_METRIC = "ray_trtseg_capture_to_push_ms"
+CAMERA_READY_TIMEOUT_S = 120.0
+OBJECT_STORE_BYTES = 512 * 1024 * 1024
+
+
+# ----------------------------------------------------------------------------- cluster and system
+class LocalSystem:
+    """A local Ray head (metrics agent on a known port) running the trtseg system; torn down by ``close``."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path, clip_dir: Path) -> None:
+        import ray
+        from ray._private import ray_constants
+        from ray.cluster_utils import Cluster
+
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep 127.0.0.1 (nodes bind loopback only)
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        self.metrics_port = free_port()
+        self.namespace = f"trtseg-bench-{os.getpid()}"
+        self.cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": max(os.cpu_count() or 2, 4),
+                "node_ip_address": "127.0.0.1",
+                "gcs_server_port": free_port(),
+                "include_dashboard": False,
+                "metrics_export_port": self.metrics_port,
+                "object_store_memory": OBJECT_STORE_BYTES,
+                "_system_config": {"metrics_report_interval_ms": 1000},
+                "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"},
+            },
+        )
+        ray.init(address=self.cluster.address, namespace=self.namespace, log_to_driver=args.verbose)
+        self.raylet_pid = self.cluster.head_node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+        self.config = build_config(args, workdir, clip_dir, self.namespace)
+        self.controller: Any = None
+
+    def start(self) -> Any:
+        from actors.launch import start_system
+
+        self.controller = start_system(self.config)
+        return self.controller
+
+    def close(self) -> None:
+        import ray
+
+        from actors.launch import stop_system
+
+        try:
+            if self.controller is not None:
+                stop_system(self.namespace, timeout_s=60.0)
+        finally:
+            ray.shutdown()
+            self.cluster.shutdown()
+
+
+def build_config(args: argparse.Namespace, workdir: Path, clip_dir: Path, namespace: str) -> Any:
+    from trtseg.config import (
+        ApiConfig,
+        ClusterConfig,
+        EngineConfig,
+        PusherConfig,
+        SinkConfig,
+        SystemConfig,
+    )
+
+    engine: dict[str, Any] = {
+        "model": args.model,
+        "backend": args.backend,
+        "device": args.device,
+        "precision": args.precision,
+        "batch_size": args.batch_size,
+    }
+    if args.intra_op_threads:
+        engine["intra_op_threads"] = args.intra_op_threads
+    config = SystemConfig(
+        cluster=ClusterConfig(namespace=namespace, cpu_segmenters=1),
+        engine=EngineConfig(**engine),
+        pusher=PusherConfig(hls_dir=workdir / "hls", preset=args.preset),
+        sink=SinkConfig(
+            database_url=f"sqlite:///{workdir / 'events.db'}",
+            keyframe_dir=workdir / "keyframes",
+            spool_dir=workdir / "spool",
+        ),
+        api=ApiConfig(file_source_dir=clip_dir),
+    )
+    return config.with_paths_resolved(ROOT)
+
+
+def camera_dict(index: int, clip: Path, args: argparse.Namespace) -> dict[str, Any]:
+    camera: dict[str, Any] = {
+        "id": f"bench{index:03d}",
+        "source": str(clip),
+        "loop": True,
+        "push": args.push,
+        "inference_fps": args.inference_fps,
+    }
+    return camera
+
+
+# ----------------------------------------------------------------------------- measuring
+def snapshot(system: LocalSystem, camera_ids: list[str]) -> dict[str, Any]:
+    """Every camera's counters plus the latency histogram, at one moment."""
+    import psutil
+    import ray
+
+    cams = ray.get([system.controller.get_camera.remote(cid) for cid in camera_ids], timeout=30)
+    text = scrape(system.metrics_port)
+    return {
+        "t": time.monotonic(),
+        "cameras": {c["id"]: c["stats"] for c in cams},
+        "latency": histogram(text, LATENCY_METRIC, "camera_id"),
+        "cpu_times": psutil.cpu_times(),
+    }
+
+
+def role_pids(system: LocalSystem, camera_ids: list[str], before: dict[str, Any]) -> dict[str, list[int]]:
+    """PIDs by role: each camera's decoder and pusher actors and FFmpeg encoder; the segmenters."""
+    import ray
+
+    pids: dict[str, list[int]] = {"segmenter": children_named(system.raylet_pid, "SegmenterActor")}
+    for cid in camera_ids:
+        actors = ray.get(system.controller.camera_actors.remote(cid), timeout=30)
+        decoder, pusher = ray.get([actors["decoder"].ping.remote(), actors["pusher"].ping.remote()], timeout=30)
+        pids[f"decode:{cid}"] = [decoder["pid"]]
+        pids[f"pusher:{cid}"] = [pusher["pid"]]
+        push = before["cameras"][cid].get("output", {}).get("push", {})
+        pids[f"encode:{cid}"] = [push["pid"]] if push.get("pid") else []
+    return pids
+
+
+def measure(system: LocalSystem, camera_ids: list[str], seconds: float) -> dict[str, Any]:
+    """One measurement window on the running cameras."""
+    before = snapshot(system, camera_ids)
+    meter = CpuMeter(pids=role_pids(system, camera_ids, before))
+    meter.start()
+    time.sleep(seconds)
+    meter.stop()
+    after = snapshot(system, camera_ids)
+    wall = after["t"] - before["t"]
+    per_camera = [camera_figures(cid, before, after, wall, meter) for cid in camera_ids]
+    return summarise(per_camera, wall, meter, machine_cpu_percent((before["cpu_times"], after["cpu_times"])))
+
+
+def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float:
+    return float(after.get(key, 0) or 0) - float(before.get(key, 0) or 0)
+
+
+def camera_figures(
+    cid: str, before: dict[str, Any], after: dict[str, Any], wall: float, meter: CpuMeter
+) -> dict[str, Any]:
+    dec0, dec1 = before["cameras"][cid]["decoder"], after["cameras"][cid]["decoder"]
+    out0, out1 = before["cameras"][cid]["output"], after["cameras"][cid]["output"]
+    fps = float(dec1.get("source_fps") or CLIP_FPS)
+    expected = fps * wall
+    frames_out = _delta(out1, out0, "frames")
+    buckets = bucket_delta(after["latency"].get(cid, {}), before["latency"].get(cid))
+    frame_bytes = int(dec1.get("width", 0)) * int(dec1.get("height", 0)) * 3
+    submitted = _delta(dec1, dec0, "submitted")
+    return {
+        "camera_id": cid,
+        "state": dec1.get("state"),
+        "source_fps": fps,
+        "frames_expected": round(expected, 1),
+        "frames_in": _delta(dec1, dec0, "frames"),
+        "frames_submitted": submitted,
+        "frames_out": frames_out,
+        "decoder_drops": _delta(dec1, dec0, "drops"),
+        "push_drops": _delta(out1.get("push", {}), out0.get("push", {}), "drops"),
+        "drop_rate": max(0.0, 1.0 - frames_out / expected) if expected > 0 else None,
+        "fps_out": frames_out / wall,
+        "inference_fps": _delta(out1, out0, "inferred") / wall,
+        "infer_errors": _delta(out1, out0, "infer_errors"),
+        "latency_samples": buckets.get(math.inf, 0.0),
+        "latency_p50_ms": bucket_quantile(buckets, 0.50),
+        "latency_p99_ms": bucket_quantile(buckets, 0.99),
+        "share_over_200ms": share_above(buckets, REALTIME_P99_LIMIT_MS),
+        "decode_cores": meter.cores(f"decode:{cid}"),
+        "pusher_cores": meter.cores(f"pusher:{cid}"),
+        "encode_cores": meter.cores(f"encode:{cid}"),
+        "frame_bytes": frame_bytes,
+        "object_store_mb_s": submitted * frame_bytes / wall / 1e6,
+    }
+
+
+def _mean(values: list[Any]) -> float | None:
+    present = [float(v) for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _worst(values: list[Any]) -> float | None:
+    present = [float(v) for v in values if v is not None]
+    return max(present) if present else None
+
+
+def summarise(per_camera: list[dict[str, Any]], wall: float, meter: CpuMeter, busy: float) -> dict[str, Any]:
+    worst_drop = _worst([c["drop_rate"] for c in per_camera])
+    worst_p99 = _worst([c["latency_p99_ms"] for c in per_camera])
+    realtime = (
+        worst_drop is not None
+        and worst_drop < REALTIME_DROP_LIMIT
+        and worst_p99 is not None
+        and worst_p99 < REALTIME_P99_LIMIT_MS
+    )
+    return {
+        "cameras": len(per_camera),
+        "seconds": round(wall, 2),
+        "realtime": realtime,
+        "frames_out_per_s": sum(c["fps_out"] for c in per_camera),
+        "inference_fps_total": sum(c["inference_fps"] for c in per_camera),
+        "worst_drop_rate": worst_drop,
+        "mean_drop_rate": _mean([c["drop_rate"] for c in per_camera]),
+        "p50_ms_mean": _mean([c["latency_p50_ms"] for c in per_camera]),
+        "p99_ms_worst": worst_p99,
+        "decode_cores_per_camera": _mean([c["decode_cores"] for c in per_camera]),
+        "pusher_cores_per_camera": _mean([c["pusher_cores"] for c in per_camera]),
+        "encode_cores_per_camera": _mean([c["encode_cores"] for c in per_camera]),
+        "segmenter_cores": meter.cores("segmenter"),
+        "machine_busy": busy,
+        "object_store_mb_s_per_camera": _mean([c["object_store_mb_s"] for c in per_camera]),
+        "per_camera": per_camera,
+    }
+
+
+# ----------------------------------------------------------------------------- run
+def schedule(args: argparse.Namespace) -> list[int]:
+    if not args.ramp:
+        return [args.cameras]
+    steps, n = [], 1
+    while n <= args.max_cameras:
+        steps.append(n)
+        n *= 2
+    return steps
+
+
+def wait_live(system: LocalSystem, camera_ids: list[str], timeout_s: float) -> None:
+    """Block until every camera has pushed frames (bounded)."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        cams = ray.get([system.controller.get_camera.remote(cid) for cid in camera_ids], timeout=30)
+        if all(c["state"] == "live" and c["stats"].get("output", {}).get("frames", 0) > 0 for c in cams):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"cameras not live after {timeout_s:g} s: {camera_ids}")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    from trtseg.config import CameraConfig
+
+    steps = schedule(args)
+    clip_dir = Path(args.clip_dir).resolve()
+    clips = make_clips(clip_dir, min(max(steps), args.distinct_clips), args.clip_seconds, args.size)
+    info = machine_info()
+    workdir = Path(tempfile.mkdtemp(prefix="trtseg-bench-"))
+    results: list[dict[str, Any]] = []
+    system: LocalSystem | None = None
+    try:
+        system = LocalSystem(args, workdir, clip_dir)
+        camera_ids: list[str] = []
+        for n in steps:
+            while len(camera_ids) < n:
+                cam = camera_dict(len(camera_ids), clips[len(camera_ids) % len(clips)], args)
+                if system.controller is None:
+                    system.config.cameras = [CameraConfig(**cam)]
+                    system.start()
+                else:
+                    ray.get(system.controller.add_camera.remote(cam), timeout=CAMERA_READY_TIMEOUT_S)
+                camera_ids.append(cam["id"])
+            wait_live(system, camera_ids, CAMERA_READY_TIMEOUT_S)
+            time.sleep(args.warmup)
+            step = measure(system, camera_ids, args.seconds)
+            step["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+            results.append(step)
+            logger.info(
+                "step cameras=%d realtime=%s fps_out=%.1f worst_drop=%s p99_worst=%s",
+                n,
+                step["realtime"],
+                step["frames_out_per_s"],
+                step["worst_drop_rate"],
+                step["p99_ms_worst"],
+            )
+            if args.ramp and not step["realtime"]:
+                break
+    finally:
+        if system is not None:
+            system.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    sustained = max((s["cameras"] for s in results if s["realtime"]), default=0)
+    return {
+        "bench": "pipeline",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": info,
+        "settings": {
+            "backend": args.backend,
+            "device": args.device,
+            "precision": args.precision,
+            "batch_size": args.batch_size,
+            "inference_fps": args.inference_fps,
+            "push": args.push,
+            "preset": args.preset,
+            "size": list(args.size),
+            "fps": CLIP_FPS,
+            "warmup_s": args.warmup,
+            "seconds": args.seconds,
+            "distinct_clips": len(clips),
+        },
+        "criteria": {"drop_rate_below": REALTIME_DROP_LIMIT, "p99_ms_below": REALTIME_P99_LIMIT_MS},
+        "largest_realtime_cameras": sustained,
+        "steps": results,
+    }
+
+
+# ----------------------------------------------------------------------------- reporting
+def markdown(report: dict[str, Any]) -> str:
+    """The steps as one table (one row per camera count)."""
+    headers = [
+        "cameras",
+        "real time",
+        "frames out/s",
+        "inferred/s",
+        "worst drop %",
+        "p50 ms",
+        "worst p99 ms",
+        "decode cores/cam",
+        "annotate+push actor cores/cam",
+        "x264 cores/cam",
+        "segmenter cores",
+        "machine busy %",
+        "object store MB/s/cam",
+    ]
+    rows = []
+    for s in report["steps"]:
+        rows.append(
+            [
+                s["cameras"],
+                "yes" if s["realtime"] else "no",
+                s["frames_out_per_s"],
+                s["inference_fps_total"],
+                None if s["worst_drop_rate"] is None else 100.0 * s["worst_drop_rate"],
+                s["p50_ms_mean"],
+                s["p99_ms_worst"],
+                _r(s["decode_cores_per_camera"]),
+                _r(s["pusher_cores_per_camera"]),
+                _r(s["encode_cores_per_camera"]),
+                _r(s["segmenter_cores"]),
+                100.0 * s["machine_busy"],
+                s["object_store_mb_s_per_camera"],
+            ]
+        )
+    return markdown_table(headers, rows)
+
+
+def _r(value: float | None) -> str | None:
+    return None if value is None else f"{value:.2f}"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Throughput and latency against cameras (matplotlib from requirements-bench.txt)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = report["steps"]
+    cams = [s["cameras"] for s in steps]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(cams, [s["frames_out_per_s"] for s in steps], "o-", label="frames pushed/s")
+    left.plot(cams, [s["inference_fps_total"] for s in steps], "s-", label="frames inferred/s")
+    left.plot(cams, [CLIP_FPS * c for c in cams], ":", color="grey", label="real time (25/s per camera)")
+    left.set_xlabel("cameras")
+    left.set_ylabel("frames per second")
+    left.legend()
+    right.plot(cams, [s["p50_ms_mean"] for s in steps], "o-", label="p50 (mean of cameras)")
+    right.plot(cams, [s["p99_ms_worst"] for s in steps], "s-", label="p99 (worst camera)")
+    right.axhline(REALTIME_P99_LIMIT_MS, color="red", linestyle=":", label="200 ms limit")
+    right.set_xlabel("cameras")
+    right.set_ylabel("capture-to-push latency, ms")
+    right.legend()
+    settings = report["settings"]
+    fig.suptitle(
+        f"trtseg pipeline: {settings['backend']} {settings['precision']} on {settings['device']}, "
+        f"inference {settings['inference_fps'] or 'every frame'} fps"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cameras", type=int, default=1, help="cameras of a single run (without --ramp)")
+    parser.add_argument("--ramp", action="store_true", help="1, 2, 4, ... cameras until real time breaks")
+    parser.add_argument("--max-cameras", type=int, default=64, help="largest camera count of the ramp")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measurement window of each step")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds after the cameras are live")
+    parser.add_argument("--inference-fps", type=float, default=None, help="per camera; default: every frame")
+    parser.add_argument("--backend", default="onnxruntime", help="engine backend (onnxruntime, cuda, tensorrt)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--intra-op-threads", type=int, default=0, help="ONNX Runtime threads; 0: its default")
+    parser.add_argument("--model", default="models/trtseg-cable-n.onnx")
+    parser.add_argument("--push", default="hls", help="hls, none, or an rtmp:// URL (one camera only)")
+    parser.add_argument("--preset", default="veryfast", help="x264 preset of the pushers")
+    parser.add_argument("--size", type=_size, default=(1280, 720), help="clip size WxH")
+    parser.add_argument("--clip-seconds", type=float, default=10.0, help="length of each looping clip")
+    parser.add_argument("--distinct-clips", type=int, default=4, help="clips rendered (cameras reuse them)")
+    parser.add_argument("--clip-dir", default=str(ROOT / "var" / "bench" / "clips"))
+    parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "pipeline.json"), help="JSON report")
+    parser.add_argument("--plot", default=None, help="PNG of throughput and latency vs cameras")
+    parser.add_argument("--write", action="store_true", help="write the Pipeline section of docs/BENCHMARKS.md")
+    parser.add_argument("--verbose", action="store_true", help="actor logs on the console")
+    args = parser.parse_args(argv)
+    if args.cameras < 1 or args.max_cameras < 1 or args.seconds <= 0 or args.warmup < 0:
+        parser.error("--cameras and --max-cameras must be >= 1, --seconds > 0, --warmup >= 0")
+    return args
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WxH, got '{text}'") from None
+    if width < 16 or height < 16 or width % 2 or height % 2:
+        raise argparse.ArgumentTypeError(f"size must be even and at least 16x16, got '{text}'")
+    return width, height
+
+
+def doc_body(report: dict[str, Any], table: str, plot_path: str | None) -> str:
+    settings, info = report["settings"], report["machine"]
+    lines = [
+        "## Pipeline: cameras per machine, latency, cost per camera",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Machine: {info['machine']}, {info['cores']} cores, load average {info['load_avg_1_5_15']} when the "
+        f"run began ({info['started_utc']} UTC; the machine is shared, other work ran beside it). Backend "
+        f"{settings['backend']} {settings['precision']} on {settings['device']}, inference "
+        f"{settings['inference_fps'] or 'on every frame'} fps per camera, push {settings['push']} "
+        f"(x264 {settings['preset']}), {settings['size'][0]}x{settings['size'][1]} at {settings['fps']} fps, "
+        f"warm-up {settings['warmup_s']:g} s, window {settings['seconds']:g} s per step.",
+        "",
+        table,
+        "",
+        f"Largest camera count meeting real time (drops < 1 %, p99 < 200 ms): "
+        f"**{report['largest_realtime_cameras']}**.",
+    ]
+    if plot_path:
+        lines += ["", f"![throughput and latency vs cameras]({plot_path})"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = parse_args(argv)
+    report = run(args)
+    table = markdown(report)
+    report["markdown"] = table
+    write_json(Path(args.out), report)
+    print(table)  # the CLI's result on stdout
+    print(f"largest real-time camera count: {report['largest_realtime_cameras']}")
+    if args.plot:
+        plot(report, Path(args.plot))
+    if args.write:
+        rel = os.path.relpath(Path(args.plot).resolve(), ROOT / "docs") if args.plot else None
+        write_doc_section("bench_pipeline", doc_body(report, table, rel))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

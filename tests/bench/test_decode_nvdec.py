@@ -1,0 +1,68 @@
+"""The NVDEC decoder option: chosen by CameraConfig.decoder, failing clearly where its GPU extras are absent."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from trtseg.config import CameraConfig
+from trtseg.decode import CameraDecoder
+from trtseg.decode_nvdec import NvdecCameraDecoder, NvdecUnavailable, make_decoder
+
+HAS_NVDEC = importlib.util.find_spec("PyNvVideoCodec") is not None and importlib.util.find_spec("cupy") is not None
+
+
+def _camera(tmp_path: Path, decoder: str) -> CameraConfig:
+    return CameraConfig(id="cam1", source=str(tmp_path / "clip.mp4"), decoder=decoder)
+
+
+def test_config_switch_defaults_to_cpu_and_refuses_unknown(tmp_path: Path) -> None:
+    assert CameraConfig(id="c", source="rtsp://h/s").decoder == "cpu"
+    with pytest.raises(ValidationError, match="decoder"):
+        CameraConfig(id="c", source="rtsp://h/s", decoder="vaapi")
+
+
+def test_make_decoder_follows_the_switch(tmp_path: Path) -> None:
+    cpu = make_decoder(_camera(tmp_path, "cpu"), file_dir=tmp_path)
+    assert type(cpu) is CameraDecoder
+    nvdec = make_decoder(_camera(tmp_path, "nvdec"), file_dir=tmp_path)
+    assert isinstance(nvdec, NvdecCameraDecoder) and nvdec.state == "stopped"
+
+
+@pytest.mark.skipif(HAS_NVDEC, reason="PyNvVideoCodec and CuPy are installed here")
+def test_start_without_extras_fails_at_once_with_the_fix(tmp_path: Path) -> None:
+    decoder = make_decoder(_camera(tmp_path, "nvdec"), file_dir=tmp_path)
+    with pytest.raises(NvdecUnavailable, match="pip install pynvvideocodec"):
+        decoder.start()
+    assert decoder.state == "failed"
+    assert "PyNvVideoCodec" in (decoder.stats()["last_error"] or "")
+    assert decoder.latest(timeout_s=0.0) is None
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_nvdec_decodes_into_gpu_memory(tmp_path: Path) -> None:
+    """On the GPU machine: frames come out as BGR CuPy arrays matching the CPU decoder's picture."""
+    import cupy
+    import numpy as np
+
+    from datasets.video import render_sample_video
+
+    clip = tmp_path / "clip.mp4"
+    render_sample_video(clip, seconds=1.0, fps=25, size=(320, 192), seed=1)
+    nvdec = make_decoder(_camera(tmp_path, "nvdec"), file_dir=tmp_path).start()
+    cpu = make_decoder(_camera(tmp_path, "cpu"), file_dir=tmp_path).start()
+    try:
+        gpu_frame, cpu_frame = nvdec.latest(timeout_s=20.0), cpu.latest(timeout_s=20.0)
+        assert gpu_frame is not None and cpu_frame is not None
+        assert isinstance(gpu_frame.image, cupy.ndarray) and gpu_frame.image.shape == (192, 320, 3)
+        assert nvdec.stats()["decoder"] == "nvdec" and nvdec.state == "live"
+        # Not the same frame index necessarily, but the same scene and colour order: close means.
+        diff = np.abs(cupy.asnumpy(gpu_frame.image).astype(float).mean((0, 1)) - cpu_frame.image.mean((0, 1)))
+        assert diff.max() < 12.0
+    finally:
+        nvdec.stop()
+        cpu.stop()

@@ -1,0 +1,135 @@
+"""NVDEC decoder option: decode a camera on the GPU's video engine straight into GPU memory.
+
+Same interface and behaviour as ``trtseg.decode.CameraDecoder`` (``start``, ``stop``, ``latest``,
+``stats``, ``state``; newest-frame mailbox, reconnect backoff, native-rate pacing and looping of
+file sources, monotonic ``pts_s``): only the session differs. Frames come out of PyNvVideoCodec
+as interleaved RGB in device memory and are handed on as CuPy arrays in BGR order
+(``Frame.image`` is then a ``cupy.ndarray`` of shape (H, W, 3)), so a GPU segmenter on the same
+device reads them without a host round trip. Chosen per camera with ``CameraConfig.decoder``.
+
+PyNvVideoCodec (pip ``pynvvideocodec``) and CuPy are GPU extras, imported only when an NVDEC
+decoder starts; without them the camera fails at once with a message that says what to install.
+The source is validated by ``trtseg.sources`` like the CPU path, but demuxing is PyNvVideoCodec's
+own FFmpeg, which does not take trtseg's per-protocol options (whitelist, timeouts).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from trtseg.config.camera import CameraConfig
+from trtseg.decode import CameraDecoder, _Stop
+from trtseg.sources import Source, SourceError
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "the NVDEC decoder needs PyNvVideoCodec and CuPy on a machine with an NVIDIA GPU: "
+    "pip install pynvvideocodec cupy-cuda12x (or cupy-cuda13x)"
+)
+
+
+class NvdecUnavailable(SourceError):
+    """PyNvVideoCodec, CuPy or the GPU is missing: the camera cannot use decoder 'nvdec' here."""
+
+
+def _modules() -> tuple[Any, Any]:
+    try:
+        import cupy
+        import PyNvVideoCodec as nvc  # noqa: N813 (NVIDIA's own short name)
+    except ImportError as error:
+        raise NvdecUnavailable(f"{INSTALL_HINT} ({error})") from None
+    return nvc, cupy
+
+
+class _GpuFrame:
+    """Adapter so the base class's ``_deliver`` takes a GPU image like a PyAV frame."""
+
+    __slots__ = ("image",)
+
+    def __init__(self, image: Any) -> None:
+        self.image = image
+
+    def to_ndarray(self, format: str = "bgr24") -> Any:
+        return self.image
+
+
+class NvdecCameraDecoder(CameraDecoder):
+    """``CameraDecoder`` whose frames are decoded by NVDEC into GPU memory (CuPy, BGR)."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        file_dir: str | Path | None = None,
+        clock: Callable[[], float] = time.time,
+        gpu_id: int = 0,
+    ) -> None:
+        super().__init__(camera, file_dir=file_dir, clock=clock)
+        self.gpu_id = gpu_id
+
+    def start(self) -> NvdecCameraDecoder:
+        """Fail at once, clearly, when the GPU extras are absent; else start like the CPU decoder."""
+        try:
+            _modules()
+        except NvdecUnavailable as error:
+            self._set_state("failed", error=str(error))
+            raise
+        super().start()
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        return {**super().stats(), "decoder": "nvdec", "gpu_id": self.gpu_id}
+
+    def _session(self, source: Source) -> bool:
+        """Demux and decode until the end or an error; True when at least one frame came out."""
+        nvc, cupy = _modules()
+        self._frames_in_session = 0
+        demuxer = nvc.CreateDemuxer(filename=source.url)
+        decoder = nvc.CreateDecoder(
+            gpuid=self.gpu_id,
+            codec=demuxer.GetNvCodecId(),
+            cudacontext=0,
+            cudastream=0,
+            usedevicememory=True,
+            outputColorType=nvc.OutputColorType.RGB,
+        )
+        fps = float(demuxer.FrameRate() or 0.0)
+        self._source_fps = fps if 0 < fps <= 240 else 0.0
+        if self._source_fps > 0:
+            self._frame_step = 1.0 / self._source_fps
+        self._begin_session()
+        pace_origin: tuple[float, float] | None = None
+        with cupy.cuda.Device(self.gpu_id):
+            for image, raw_pts in self._frames(demuxer, decoder, cupy):
+                if self._stop.is_set():
+                    raise _Stop
+                pts = self._monotonic_pts(raw_pts)
+                if source.is_file:
+                    pace_origin = self._pace(pts, pace_origin)
+                self._deliver(_GpuFrame(image), pts)  # type: ignore[arg-type]
+        return self._frames_in_session > 0
+
+    def _frames(self, demuxer: Any, decoder: Any, cupy: Any) -> Iterator[tuple[Any, float]]:
+        """(BGR CuPy image, seconds) for each decoded frame; copies, since NVDEC reuses its surfaces."""
+        for packet in demuxer:
+            if self._stop.is_set():
+                raise _Stop
+            for decoded in decoder.Decode(packet):
+                rgb = cupy.from_dlpack(decoded)
+                if rgb.ndim != 3 or rgb.shape[2] != 3:
+                    raise SourceError(f"NVDEC returned a frame of shape {tuple(rgb.shape)}, expected (H, W, 3)")
+                bgr = cupy.ascontiguousarray(rgb[:, :, ::-1])
+                # Frame count x frame step: PyNvVideoCodec's timestamps come in the container's time
+                # base, which its demuxer does not expose in every version; a camera's rate is constant.
+                yield bgr, self._frames_in_session * self._frame_step
+
+
+def make_decoder(camera: CameraConfig, file_dir: str | Path | None = None, gpu_id: int = 0) -> CameraDecoder:
+    """The decoder ``camera.decoder`` asks for: ``CameraDecoder`` (cpu) or ``NvdecCameraDecoder`` (nvdec)."""
+    if getattr(camera, "decoder", "cpu") == "nvdec":
+        return NvdecCameraDecoder(camera, file_dir=file_dir, gpu_id=gpu_id)
+    return CameraDecoder(camera, file_dir=file_dir)
