@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 from typing import Any
 
 import trtseg
@@ -15,7 +16,7 @@ from deployments.metrics import camera_lines
 from deployments.models import Liveness, Problem, Readiness, VersionInfo
 
 READY_STATES = {"ok", "ready", "live", "running", "alive", "healthy", "up", "true"}
-SECRET_WORDS = ("token", "password", "secret", "database_url", "passwd", "key")
+SECRET_KEY = re.compile(r"(^|_)(token|password|passwd|secret|database_url|api_key|private_key)$", re.IGNORECASE)
 
 
 def _component_ready(value: Any) -> bool:
@@ -36,7 +37,7 @@ def hide_secrets(value: Any, key: str = "") -> Any:
         return {k: hide_secrets(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [hide_secrets(v, key) for v in value]
-    if value not in (None, "") and any(word in key.lower() for word in SECRET_WORDS):
+    if isinstance(value, str) and value and SECRET_KEY.search(key):
         return "***"
     if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
         scheme, rest = value.split("://", 1)

@@ -54,7 +54,7 @@ def system(ray_local: RayTestCluster, media: Path, tmp_path_factory: pytest.Temp
     tmp = tmp_path_factory.mktemp("api-system")
     config = system_config(tmp, media, NAMESPACE, [camera("cam1", media / "clip.mp4", site="block-7")])
     config.api.token = TOKEN  # type: ignore[assignment]
-    start_system(config, timeout_s=240)
+    controller = start_system(config, timeout_s=240)  # keep the handle: the actor lives while it is held
     try:
         yield config
     finally:
@@ -73,7 +73,16 @@ def api(system: SystemConfig) -> Iterator[TestClient]:
         keyframe_dir=system.sink.keyframe_dir,
     )
     with TestClient(app, raise_server_exceptions=False) as client:
-        wait_for(lambda: client.get("/cameras/cam1").json().get("state") == "live", 120, "cam1 live")
+        seen: list[Any] = []
+
+        def live() -> bool:
+            seen[:] = [client.get("/cameras/cam1").json()]
+            return seen[0].get("state") == "live"
+
+        try:
+            wait_for(live, 180, "cam1 live")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; last answer {seen}") from None
         yield client
     store.close()
 

@@ -76,3 +76,18 @@ def test_cors(make_client: Callable[..., TestClient]) -> None:
     assert ok.headers.get("access-control-allow-origin") == "http://allowed.example"
     other = client.get("/health", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_hide_secrets() -> None:
+    from deployments.routes_system import hide_secrets
+
+    shown = hide_secrets(
+        {
+            "api": {"token": "abc", "token_for_reads": True, "port": 8000},
+            "sink": {"database_url": "mysql+pymysql://u:pw@db:3306/x", "keyframe_dir": "/var/kf"},
+            "cameras": [{"source": "rtsp://admin:hunter2@10.0.0.5/s", "push": "hls"}],
+        }
+    )
+    assert shown["api"] == {"token": "***", "token_for_reads": True, "port": 8000}
+    assert shown["sink"] == {"database_url": "***", "keyframe_dir": "/var/kf"}
+    assert shown["cameras"][0]["source"] == "rtsp://***@10.0.0.5/s"

@@ -60,7 +60,7 @@ def served(ray_local: RayTestCluster, tmp_path_factory: pytest.TempPathFactory) 
     config.api.token = TOKEN  # type: ignore[assignment]
     config.api.token_for_reads = True
     config.api.port = free_port()
-    start_system(config, timeout_s=240)
+    controller = start_system(config, timeout_s=240)  # keep the handle: the actor lives while it is held
     try:
         deploy(config)
         yield config
