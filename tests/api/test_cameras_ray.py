@@ -54,8 +54,10 @@ def system(ray_local: RayTestCluster, media: Path, tmp_path_factory: pytest.Temp
     tmp = tmp_path_factory.mktemp("api-system")
     config = system_config(tmp, media, NAMESPACE, [camera("cam1", media / "clip.mp4", site="block-7")])
     config.api.token = TOKEN  # type: ignore[assignment]
-    controller = start_system(config, timeout_s=240)  # keep the handle: the actor lives while it is held
+    # hold the handle for the module: the (non-detached) controller actor dies when no handle is left
+    controller = start_system(config, timeout_s=240)
     try:
+        assert controller is not None
         yield config
     finally:
         stop_system(NAMESPACE, timeout_s=120)

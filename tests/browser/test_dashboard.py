@@ -60,8 +60,10 @@ def served(ray_local: RayTestCluster, tmp_path_factory: pytest.TempPathFactory) 
     config.api.token = TOKEN  # type: ignore[assignment]
     config.api.token_for_reads = True
     config.api.port = free_port()
-    controller = start_system(config, timeout_s=240)  # keep the handle: the actor lives while it is held
+    # hold the handle for the module: the (non-detached) controller actor dies when no handle is left
+    controller = start_system(config, timeout_s=240)
     try:
+        assert controller is not None
         deploy(config)
         yield config
     finally:
