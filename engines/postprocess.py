@@ -98,7 +98,7 @@ def decode(
     cls_scores = rows[:, 4 : 4 + num_classes]
     class_ids = cls_scores.argmax(axis=1).astype(np.int32)
     scores = cls_scores[np.arange(rows.shape[0]), class_ids]
-    keep = scores > conf
+    keep = (scores > conf) & np.isfinite(rows[:, :4]).all(axis=1)  # a broken model's NaN/inf boxes are dropped
     if classes is not None:
         keep &= np.isin(class_ids, np.asarray(list(classes), dtype=np.int32))
     rows, class_ids, scores = rows[keep], class_ids[keep], scores[keep]

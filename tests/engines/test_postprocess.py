@@ -157,6 +157,16 @@ def test_decode_many_classes():
     assert MAX_WH * nc > 0
 
 
+def test_decode_drops_non_finite_boxes():
+    pred = raw([(50, 50, 20, 20, 0, 0.9), (150, 50, 20, 20, 1, 0.8), (250, 50, 20, 20, 2, 0.7)])
+    pred[0, 0] = np.nan
+    pred[3, 1] = np.inf
+    pred[5, 2] = np.nan  # a NaN score is simply not above the threshold
+    assert decode(pred, 3).class_ids.tolist() == []
+    pred[4:7, :] = 0.9
+    assert decode(pred, 3).boxes.shape == (1, 4)
+
+
 def test_decode_empty_and_bad_arguments():
     cand = decode(np.zeros((39, 0), np.float32), 3)
     assert cand.boxes.shape == (0, 4) and cand.coeffs.shape == (0, 32)
