@@ -232,6 +232,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             step = run_step(args, clips, n, Path(tmp))
             step["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
             steps.append(step)
+            write_json(Path(args.out).with_suffix(".partial.json"), {"steps": steps})  # survives a kill
             logger.info("peer step cameras=%d realtime=%s", n, step["realtime"])
             if not args.ramp or not step["realtime"]:
                 break
@@ -333,6 +334,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clip-dir", default=str(ROOT / "var" / "bench" / "clips"))
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "peer.json"))
     parser.add_argument("--write", action="store_true", help="write the Peer section of docs/BENCHMARKS.md")
+    parser.add_argument("--from-json", default=None, help="render an existing report instead of measuring")
+    parser.add_argument("--doc-marker", default="bench_peer", help="docs/BENCHMARKS.md section marker")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
     parser.add_argument("--outdir", help=argparse.SUPPRESS)
@@ -348,14 +351,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         print(json.dumps(worker(args)))  # the worker's result, read by the driver
         return 0
-    report = run(args)
+    report = json.loads(Path(args.from_json).read_text(encoding="utf-8")) if args.from_json else run(args)
     table = markdown(report)
     report["markdown"] = table
-    write_json(Path(args.out), report)
+    if not args.from_json:
+        write_json(Path(args.out), report)
     print(table)
     print(f"largest real-time camera count: {report['largest_realtime_cameras']}")
     if args.write:
-        write_doc_section("bench_peer", doc_body(report, table))
+        write_doc_section(args.doc_marker, doc_body(report, table))
     return 0
 
 

@@ -246,3 +246,35 @@ def run_quiet(cmd: Sequence[str], timeout_s: float = 30.0) -> str:
         return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout_s).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def plot_steps(reports: dict[str, dict[str, Any]], path: Path, title: str) -> None:
+    """Frames pushed per second and latency against cameras, one line per report (matplotlib: bench only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    most = 1
+    for label, report in reports.items():
+        steps = report["steps"]
+        cams = [s["cameras"] for s in steps]
+        most = max([most, *cams])
+        left.plot(cams, [s["frames_out_per_s"] for s in steps], "o-", label=f"{label}: pushed/s")
+        left.plot(cams, [s["inference_fps_total"] for s in steps], "s--", label=f"{label}: inferred/s")
+        right.plot(cams, [s["p50_ms_mean"] for s in steps], "o-", label=f"{label}: p50")
+        right.plot(cams, [s["p99_ms_worst"] for s in steps], "s--", label=f"{label}: worst p99")
+    left.plot([1, most], [CLIP_FPS, CLIP_FPS * most], ":", color="grey", label="real time (25/s per camera)")
+    right.axhline(REALTIME_P99_LIMIT_MS, color="red", linestyle=":", label="200 ms")
+    for axis, ylabel in ((left, "frames per second"), (right, "capture-to-push latency, ms")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("cameras")
+        axis.set_ylabel(ylabel)
+        axis.legend(fontsize=7)
+    right.set_yscale("log")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
