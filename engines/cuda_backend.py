@@ -97,6 +97,11 @@ class CudaBackend:
         if not torch.cuda.is_available():
             raise EngineError("the 'cuda' backend found no CUDA device (torch.cuda.is_available() is False)")
         self._torch = torch
+        if self.precision == "fp32":
+            # fp32 means fp32: PyTorch would otherwise run convolutions in TF32 on Ampere and newer.
+            # (Process-wide flags; a segmentation actor owns its process.)
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.info = load_model_info(self.config.model)
         self._onnx = onnx.load(str(self.config.model))
         self._input_shape = tuple(self._dims(self._onnx.graph.input[0]))

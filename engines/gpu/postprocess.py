@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,6 +119,21 @@ def linear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np
     low = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     high = np.minimum(low + 1, in_size - 1)
     return low, high, np.clip(src - low, 0.0, 1.0).astype(np.float32)
+
+
+_LAZY_MIN_BYTES = 1 << 18
+
+
+def lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """A zeroed bool array whose pages the OS zero-fills only when touched (anonymous mmap).
+
+    Full-frame masks are mostly zeros and only their box crops are written: this skips zeroing
+    the rest (np.zeros on recycled heap memory memsets all of it). Freed with the array.
+    """
+    count = int(np.prod(shape, dtype=np.int64))
+    if count < _LAZY_MIN_BYTES:
+        return np.zeros(shape, dtype=bool)
+    return np.frombuffer(mmap.mmap(-1, count), dtype=bool, count=count).reshape(shape)
 
 
 def kernel_source() -> str:
@@ -259,8 +275,7 @@ class GpuPostprocess:
     def _cap_candidates(self, image_idx: Any, anchor_idx: Any, scores: Any) -> tuple[Any, Any, Any]:
         """Keep at most MAX_NMS candidates per image (the highest-scoring), as Ultralytics does."""
         cp = self.ctx.cp
-        counts = cp.bincount(image_idx)
-        if int(counts.max()) <= MAX_NMS:
+        if image_idx.size <= MAX_NMS:  # no frame can exceed the cap (and no device sync to find out)
             return image_idx, anchor_idx, scores
         order = cp.lexsort(cp.stack([-scores, image_idx.astype(cp.float32)]))
         image_idx, anchor_idx, scores = image_idx[order], anchor_idx[order], scores[order]
@@ -269,13 +284,34 @@ class GpuPostprocess:
         return image_idx[keep], anchor_idx[keep], scores[keep]
 
     @staticmethod
-    def _boxes_to_frames(kept: _Kept, geometries: Sequence[LetterboxGeometry]) -> np.ndarray:
-        out = np.zeros((kept.image.size, 4), np.float32)
+    def _geometry_groups(
+        image: np.ndarray, geometries: Sequence[LetterboxGeometry]
+    ) -> list[tuple[LetterboxGeometry, np.ndarray]]:
+        """Kept rows grouped by their frame's geometry (a batch of same-size frames is one group)."""
+        frames_of: dict[LetterboxGeometry, list[int]] = {}
         for i, geom in enumerate(geometries):
-            sel = kept.image == i
-            if sel.any():
-                out[sel] = boxes_to_frame(kept.boxes_input[sel], geom)
+            frames_of.setdefault(geom, []).append(i)
+        groups = []
+        for geom, frames in frames_of.items():
+            rows = np.flatnonzero(np.isin(image, frames))
+            if rows.size:
+                groups.append((geom, rows))
+        return groups
+
+    def _boxes_to_frames(self, kept: _Kept, geometries: Sequence[LetterboxGeometry]) -> np.ndarray:
+        out = np.zeros((kept.image.size, 4), np.float32)
+        for geom, rows in self._geometry_groups(kept.image, geometries):
+            out[rows] = boxes_to_frame(kept.boxes_input[rows], geom)
         return out
+
+    def _to_device(self, array: np.ndarray, key: str) -> Any:
+        """Asynchronous upload of a small host array through a pinned buffer (no implicit sync)."""
+        array = np.ascontiguousarray(array)
+        host = self.ctx.pinned(f"post.{key}", array.nbytes).view(array.dtype).reshape(array.shape)
+        host[...] = array
+        device = self.ctx.device_buffer(f"post.{key}", array.shape, array.dtype)
+        self.ctx.upload(host.reshape(-1).view(np.uint8), device)
+        return device
 
     def _masks(
         self,
@@ -294,16 +330,15 @@ class GpuPostprocess:
         mh, mw = int(protos.shape[2]), int(protos.shape[3])
         in_h, in_w = geometries[0].input_shape
         geo = np.zeros((k_count, 14), np.int32)
-        for i, geom in enumerate(geometries):
-            sel = kept.image == i
-            if sel.any():
-                geo[sel] = self._crop_geometry(kept.boxes_input[sel], geom)
+        for geom, rows in self._geometry_groups(kept.image, geometries):
+            geo[rows] = self._crop_geometry(kept.boxes_input[rows], geom)
         sizes = geo[:, 2].astype(np.int64) * geo[:, 3]
         offsets = np.zeros(k_count, np.int64)
         offsets[1:] = np.cumsum(sizes)[:-1]
         total = int(sizes.sum())
-        image_dev = cp.asarray(kept.image)
-        coeffs = cp.ascontiguousarray(pred[image_dev, 4 + nc : 4 + nc + nm, cp.asarray(kept.anchor)], dtype=cp.float32)
+        index = self._to_device(np.stack([kept.image, kept.anchor, offsets]).astype(np.int64), "index")
+        image_dev, anchor_dev, offsets_dev = index[0], index[1], index[2]
+        coeffs = cp.ascontiguousarray(pred[image_dev, 4 + nc : 4 + nc + nm, anchor_dev], dtype=cp.float32)
         protos32 = cp.ascontiguousarray(protos, dtype=cp.float32)
         logits = self.ctx.device_buffer("post.logits", (k_count, mh * mw), np.float32)
         block = 256
@@ -312,8 +347,11 @@ class GpuPostprocess:
             (block,),
             (coeffs, image_dev, protos32, logits, np.int32(k_count), np.int32(nm), np.int32(mh * mw)),
         )
-        crops = self.ctx.device_buffer("post.crops", (max(total, 1),), np.uint8)
-        flags = cp.zeros(k_count, dtype=cp.int32)
+        # One device buffer for the "not empty" flags (int32 each) and the crops behind them.
+        head = 4 * k_count
+        out_dev = self.ctx.device_buffer("post.out", (head + max(total, 1),), np.uint8)
+        flags = out_dev[:head].view(cp.int32)
+        flags.fill(0)
         if total:
             blocks_x = int(min(max(1, int(sizes.max()) // (4 * block)), 64))
             self._crops_kernel(
@@ -321,9 +359,9 @@ class GpuPostprocess:
                 (block,),
                 (
                     logits,
-                    cp.asarray(geo),
-                    cp.asarray(offsets),
-                    crops,
+                    self._to_device(geo, "geo"),
+                    offsets_dev,
+                    out_dev[head:],
                     flags,
                     np.int32(mh),
                     np.int32(mw),
@@ -332,12 +370,13 @@ class GpuPostprocess:
                     np.float32(self.logit_threshold),
                 ),
             )
-        nonempty = self.ctx.download(flags, "post.flags").astype(bool)
-        host = self.ctx.download(crops[:total], "post.crops")
+        host_all = self.ctx.download(out_dev[: head + total], "post.out")
+        nonempty = host_all[:head].view(np.int32) != 0
+        host = host_all[head:]
         out: list[np.ndarray] = []
         for i, geom in enumerate(geometries):
             sel = np.flatnonzero(kept.image == i)
-            masks = np.zeros((sel.size, *geom.frame_shape), dtype=bool)
+            masks = lazy_zeros((sel.size, *geom.frame_shape))
             for j, k in enumerate(sel):
                 if sizes[k]:
                     x0, y0, cw, ch = (int(v) for v in geo[k, :4])
