@@ -6,6 +6,8 @@ event database shows up in the list with its key frame thumbnail.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -134,6 +136,8 @@ def test_dashboard(served: SystemConfig, browser: Any, tmp_path: Path) -> None:
         time.sleep(1.0)
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+        if os.environ.get("TRTSEG_DASHBOARD_SCREENSHOT"):  # refresh docs/img/dashboard.png for the README
+            shutil.copy(tmp_path / "dashboard.png", os.environ["TRTSEG_DASHBOARD_SCREENSHOT"])
         assert not problems, problems
     finally:
         context.close()
