@@ -45,10 +45,24 @@ async function api(path) {
   return response.json();
 }
 
+const FIGURES = ["fps_in", "fps_out", "drops", "inferred", "latency_ms_mean", "reconnects"];
+
 function figures(stats) {
-  const parts = [];
+  // Stats come as {decoder: {...}, output: {...}} (or flat): show the few figures people look at.
+  const flat = {};
   for (const [key, value] of Object.entries(stats || {})) {
-    if (typeof value === "number") parts.push(`${key} ${Number.isInteger(value) ? value : value.toFixed(1)}`);
+    if (value && typeof value === "object") {
+      for (const [inner, number] of Object.entries(value)) if (typeof number === "number") flat[`${key}.${inner}`] = number;
+    } else if (typeof value === "number") flat[key] = value;
+  }
+  const parts = [];
+  const shown = new Set();
+  for (const [key, value] of Object.entries(flat)) {
+    const name = key.split(".").pop();
+    if (!FIGURES.includes(name) || shown.has(name)) continue;
+    shown.add(name);
+    const label = name.replace("latency_ms_mean", "latency ms").replace(/_/g, " ");
+    parts.push(`${label} ${Number.isInteger(value) ? value : value.toFixed(1)}`);
   }
   return parts.slice(0, 8).join(" · ");
 }

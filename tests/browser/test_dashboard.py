@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.actors.system_helpers import MODEL, camera, system_config, wait_for
@@ -107,14 +108,14 @@ def test_dashboard(served: SystemConfig, browser: Any, tmp_path: Path) -> None:
         first = image.screenshot()
         assert wait_for(lambda: image.screenshot() != first, 30, "the live view to change", interval_s=1.0)
 
+        frame = httpx.get(f"{base}cameras/cam1/frame.jpg", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        assert frame.status_code == 200 and frame.content[:2] == b"\xff\xd8"
         store = EventStore(served.sink.database_url)
-        record = make_record(
-            site="block-7",
-            camera_id="cam1",
-            started=datetime.now(UTC).replace(microsecond=0),
-            status="open",
-            keyframes=KeyframeStore(served.sink.keyframe_dir),
+        record = make_record(site="block-7", camera_id="cam1", started=datetime.now(UTC), status="open")
+        paths = KeyframeStore(served.sink.keyframe_dir).save(
+            "block-7", "cam1", record.started_at.date(), record.event_id, {"annotated": frame.content}
         )
+        record.keyframe_annotated_path = paths["annotated"]
         store.upsert([record])
         store.close()
         row = page.locator(f'tr[data-event="{record.event_id}"]')
