@@ -418,6 +418,7 @@ def reconcile(database_url: str, opened: dict[str, tuple[str, str]], spool_dir: 
     try:
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT event_id, COUNT(*) FROM events GROUP BY event_id")).all()
+            left_open = int(conn.execute(text("SELECT COUNT(*) FROM events WHERE status = 'open'")).scalar() or 0)
     finally:
         engine.dispose()
     stored = {str(r[0]): int(r[1]) for r in rows}
@@ -434,6 +435,7 @@ def reconcile(database_url: str, opened: dict[str, tuple[str, str]], spool_dir: 
         "duplicated": duplicated,
         "unknown": unknown,
         "rejected": rejected,
+        "left_open": left_open,  # opened by a tracker that crashed: stored, but never closed
         "ok": bool(opened) and not missing and not duplicated and not unknown and rejected == 0,
     }
 
