@@ -68,6 +68,8 @@ class GpuSegmentationEngine(SegmentationEngine):
         self._stager.shutdown(wait=True)
         if self._letterbox is not None:
             self._letterbox.close()
+        if self._post is not None:
+            self._post.close()
 
     def _predict_batch(
         self,

@@ -12,7 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import mmap
+import os
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +173,10 @@ class GpuPostprocess:
         self.num_classes = len(self.names)
         self.logit_threshold = float(math.log(mask_threshold / (1.0 - mask_threshold)))
         self._taps_cache: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="trtseg-masks")
+        # Host milliseconds per sub-stage, summed over calls (for benchmarks and metrics).
+        self.profile: dict[str, float] = {}
+        self._last_mark = 0.0
         cp = context.cp
         with context.device:
             # No FMA contraction: the tap arithmetic must round exactly as the CPU path's float32 does.
@@ -199,8 +206,11 @@ class GpuPostprocess:
             nc = self.num_classes
             if pred.ndim != 3 or pred.shape[1] < 4 + nc:
                 raise EngineError(f"output0 shape {pred.shape} does not fit {nc} classes")
+            self._mark(None)
             kept = self._select(pred, conf, iou, classes, max_det, agnostic)
+            self._mark("select")
             frame_boxes = self._boxes_to_frames(kept, geometries)
+            self._mark("boxes")
             masks: list[np.ndarray | None] = [None] * count
             if with_masks:
                 mask_list, nonempty = self._masks(pred, protos, kept, geometries)
@@ -222,6 +232,15 @@ class GpuPostprocess:
                 )
             )
         return results
+
+    def _mark(self, stage: str | None) -> None:
+        now = time.perf_counter()
+        if stage is not None:
+            self.profile[stage] = self.profile.get(stage, 0.0) + (now - self._last_mark) * 1e3
+        self._last_mark = now
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     def _select(
         self, pred: Any, conf: float, iou: float, classes: Sequence[int] | None, max_det: int, agnostic: bool
@@ -373,16 +392,25 @@ class GpuPostprocess:
         host_all = self.ctx.download(out_dev[: head + total], "post.out")
         nonempty = host_all[:head].view(np.int32) != 0
         host = host_all[head:]
-        out: list[np.ndarray] = []
-        for i, geom in enumerate(geometries):
+        self._mark("masks_gpu")
+
+        def assemble(i: int) -> np.ndarray:
+            # Fresh full-frame masks cost page faults or zeroing per instance: frames go in parallel
+            # (NumPy copies release the GIL, and the kernel faults pages in on any core).
             sel = np.flatnonzero(kept.image == i)
-            masks = lazy_zeros((sel.size, *geom.frame_shape))
+            masks = lazy_zeros((sel.size, *geometries[i].frame_shape))
             for j, k in enumerate(sel):
                 if sizes[k]:
                     x0, y0, cw, ch = (int(v) for v in geo[k, :4])
                     crop = host[offsets[k] : offsets[k] + sizes[k]].reshape(ch, cw)
                     masks[j, y0 : y0 + ch, x0 : x0 + cw] = crop.view(bool)
-            out.append(masks)
+            return masks
+
+        if len(geometries) > 1 and k_count > 2:
+            out = list(self._pool.map(assemble, range(len(geometries))))
+        else:
+            out = [assemble(i) for i in range(len(geometries))]
+        self._mark("masks_host")
         return out, nonempty
 
     def _crop_geometry(self, boxes: np.ndarray, geom: LetterboxGeometry) -> np.ndarray:
