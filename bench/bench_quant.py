@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-images", type=int, default=200, help="held-out images for mAP")
     parser.add_argument("--footage-pictures", type=int, default=64, help="distinct scenes in the calibration clip")
     parser.add_argument("--count", type=int, default=64, help="calibration frames")
-    parser.add_argument("--method", default="entropy", choices=["entropy", "minmax", "percentile"])
+    parser.add_argument("--method", default="percentile", choices=["entropy", "minmax", "percentile"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--iters", type=int, default=10)

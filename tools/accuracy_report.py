@@ -32,7 +32,7 @@ def build_variants(
     calib_sources: list[str],
     count: int = 128,
     sampling: str = "uniform",
-    method: str = "entropy",
+    method: str = "percentile",
     exclude: list[str] | None = None,
     target: str = "tensorrt",
     rebuild: bool = False,
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib", action="append", required=True, help="calibration video/URL/image folder (repeat)")
     parser.add_argument("--count", type=int, default=128, help="calibration frames in all")
     parser.add_argument("--sampling", default="uniform", help="uniform | every:K | random[:SEED]")
-    parser.add_argument("--method", default="entropy", choices=["entropy", "minmax", "percentile"])
+    parser.add_argument("--method", default="percentile", choices=["entropy", "minmax", "percentile"])
     parser.add_argument("--target", default="tensorrt", choices=["tensorrt", "cpu"])
     parser.add_argument("--exclude", action="append", default=None, help="extra node-name regex kept in float")
     parser.add_argument("--out-dir", type=Path, default=Path("var/quant"))

@@ -1,10 +1,13 @@
 """INT8 Q/DQ calibration of a real YOLOv8-seg export on frames decoded from a real clip.
 
-Stated tolerance (held-out scenes, not in the calibration set, FP32 vs INT8 raw outputs):
-box channels correlation >= 0.99, class-score channels correlation >= 0.90 and max abs
-difference <= 0.25, mask-coefficient and prototype correlation >= 0.90; and, for the engine's
-detections at conf 0.5, at least 80 % of FP32 detections have an INT8 detection of the same class
-with box IoU >= 0.7.
+Stated tolerance, FP32 vs INT8 raw outputs on held-out scenes (not in the calibration set):
+correlation >= 0.99 for the box channels, >= 0.98 for class scores, >= 0.97 for mask
+coefficients and prototypes; on the anchors FP32 is confident about (score > 0.25), box error
+median <= 1 px and 95th percentile <= 4 px, class score mean absolute difference <= 0.03. And at
+detection level, at conf 0.5: >= 80 % of FP32 detections have an INT8 detection of the same
+class with box IoU >= 0.7. (The demo model, 8 calibration frames at 192x320, measures 0.998,
+0.997, 0.990; 0.22 px, 1.3 px, 0.010.) Individual low-confidence anchors can move much more: a
+max-difference bound would be meaningless.
 """
 
 from __future__ import annotations
@@ -35,10 +38,17 @@ def test_int8_outputs_stay_close_to_fp32(seg_model: Path, int8_model: Path) -> N
     assert q0.shape == ref0.shape and q1.shape == ref1.shape and q0.dtype == np.float32
     nc = len(load_model_info(seg_model).names)
     assert corr(ref0[:, :4], q0[:, :4]) >= 0.99
-    assert corr(ref0[:, 4 : 4 + nc], q0[:, 4 : 4 + nc]) >= 0.90
-    assert float(np.abs(ref0[:, 4 : 4 + nc] - q0[:, 4 : 4 + nc]).max()) <= 0.25
-    assert corr(ref0[:, 4 + nc :], q0[:, 4 + nc :]) >= 0.90
-    assert corr(ref1, q1) >= 0.90
+    assert corr(ref0[:, 4 : 4 + nc], q0[:, 4 : 4 + nc]) >= 0.98
+    assert corr(ref0[:, 4 + nc :], q0[:, 4 + nc :]) >= 0.97
+    assert corr(ref1, q1) >= 0.97
+    confident = ref0[:, 4 : 4 + nc].max(axis=1) > 0.25  # (B, A)
+    if not confident.any():
+        pytest.skip("the FP32 model is confident about nothing here (untrained test model)")
+    box_err = np.abs(ref0[:, :4] - q0[:, :4]).transpose(0, 2, 1)[confident]
+    score_err = np.abs(ref0[:, 4 : 4 + nc] - q0[:, 4 : 4 + nc]).transpose(0, 2, 1)[confident]
+    assert float(np.median(box_err)) <= 1.0
+    assert float(np.percentile(box_err, 95)) <= 4.0
+    assert float(score_err.mean()) <= 0.03
 
 
 def test_int8_detections_match_fp32(seg_model: Path, int8_model: Path) -> None:
@@ -109,12 +119,39 @@ def test_tensorrt_can_take_it_as_strongly_typed(int8_model: Path) -> None:
 
 @pytest.mark.slow
 def test_cpu_target_uses_uint8_activations(seg_model: Path, clip: Path, tmp_path: Path) -> None:
-    out = calibrate(seg_model, [clip], tmp_path / "cpu.onnx", 4, "every:3", "entropy", target="cpu", imgsz=SMALL_IMGSZ)
+    out = calibrate(
+        seg_model, [clip], tmp_path / "cpu.onnx", 4, "every:3", "percentile", target="cpu", imgsz=SMALL_IMGSZ
+    )
     problems = tensorrt_qdq_problems(onnx.load(str(out)))
     assert any("uint8" in p for p in problems)
     batch = heldout_batch(SMALL_IMGSZ, 2)
     assert corr(run(seg_model, batch)[0][:, :4], run(out, batch)[0][:, :4]) >= 0.99
     assert read_provenance(out)["calibration_sampling"] == "every:3"
+
+
+@pytest.mark.slow
+def test_entropy_is_not_minmax_in_disguise(seg_model: Path, clip: Path, tmp_path: Path) -> None:
+    """ORT's quantize_static runs entropy with 128 bins for 128 levels: one candidate, min-max ranges."""
+
+    def scales(path: Path) -> dict[str, float]:
+        model = onnx.load(str(path))
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        return {
+            n.input[0]: float(inits[n.input[1]])
+            for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[1] in inits and inits[n.input[1]].size == 1
+        }
+
+    cache = tmp_path / "c.npy"
+    minmax = scales(
+        calibrate(seg_model, [clip], tmp_path / "a.onnx", 2, method="minmax", imgsz=SMALL_IMGSZ, cache=cache)
+    )
+    entropy = scales(
+        calibrate(seg_model, [clip], tmp_path / "b.onnx", 2, method="entropy", imgsz=SMALL_IMGSZ, cache=cache)
+    )
+    common = set(minmax) & set(entropy)
+    differ = sum(not np.isclose(minmax[k], entropy[k], rtol=1e-3) for k in common)
+    assert len(common) > 50 and differ > len(common) // 4
 
 
 def test_extra_exclude_patterns_apply(seg_model: Path, clip: Path, tmp_path: Path) -> None:
