@@ -169,12 +169,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         with Progress("starting actors") as progress:
-            start_system(config)
+            # Keep the handle: a non-detached actor dies when its creator's last handle goes away.
+            controller = start_system(config)
             progress.update(1, "actors up")
             deploy(config)
             progress.update(1, "http api up")
         print_urls(config)
         stop.wait(timeout=args.duration)
+        del controller
     finally:
         print("shutting down ...", file=sys.stderr)
         shutdown(stop_system)
@@ -307,6 +309,7 @@ def init_ray(config: SystemConfig) -> None:
     else:
         logger.info("starting a local Ray instance")
         ray.init(
+            address="local",  # never attach to some other Ray instance found on this machine
             namespace=cluster.namespace,
             num_cpus=cluster.num_cpus,
             include_dashboard=True,
