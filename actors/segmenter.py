@@ -15,7 +15,7 @@ import numpy as np
 import ray
 
 from actors.common import identity
-from engines.engine import SegmentationEngine
+from engines.gpu.pipeline import create_engine
 from trtseg.batching import Batcher
 from trtseg.config import EngineConfig
 from trtseg.detections import Detections
@@ -30,12 +30,12 @@ MAX_CONCURRENCY = 1000
 
 @ray.remote
 class SegmenterActor:
-    """Holds one ``SegmentationEngine`` and batches the cameras' frames into it."""
+    """Holds one engine (the GPU pipeline for GPU backends) and batches the cameras' frames into it."""
 
     def __init__(self, engine: EngineConfig, key: str) -> None:
         self.key = key
         self._identity = identity("segmenter", key)
-        self.engine = SegmentationEngine(engine).load()
+        self.engine = create_engine(engine).load()
         self._metrics = SegmenterMetrics(key)
         self._camera_metrics: dict[str, CameraMetrics] = {}
         self._batcher: Batcher[InferRequest, Detections] = Batcher(
