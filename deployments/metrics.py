@@ -33,6 +33,7 @@ class RequestMetrics:
         self._counts: dict[tuple[str, str, str], int] = defaultdict(int)
         self._buckets: dict[tuple[str, str], list[int]] = {}
         self._sums: dict[tuple[str, str], float] = defaultdict(float)
+        self.live_views = 0  # MJPEG streams open now (changed only on the event loop)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -47,6 +48,9 @@ class RequestMetrics:
 
     def render(self) -> list[str]:
         lines = [
+            "# HELP trtseg_api_live_views MJPEG live views this replica is streaming now.",
+            "# TYPE trtseg_api_live_views gauge",
+            f"trtseg_api_live_views {self.live_views}",
             "# HELP trtseg_api_requests_total HTTP requests handled by this API replica.",
             "# TYPE trtseg_api_requests_total counter",
         ]

@@ -36,6 +36,7 @@ HLS_TYPES = {
     "mp4": "video/mp4",
 }
 BOUNDARY = "trtsegframe"
+KEEPALIVE_S = 5.0  # an unchanged picture is sent again this often, so idle proxies keep the stream
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or wrong bearer token."},
     404: {"model": Problem, "description": "No camera with this id."},
@@ -180,7 +181,7 @@ def build_router(read: Any, write: Any) -> APIRouter:
     async def live_mjpg(request: Request, camera_id: str = _camera_id(), ctx: ApiContext = Depends(get_context)) -> Any:
         await _ensure_camera(ctx, camera_id)
         return StreamingResponse(
-            _mjpeg(request, ctx, camera_id),
+            _mjpeg(ctx, camera_id),
             media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -231,24 +232,34 @@ def build_router(read: Any, write: Any) -> APIRouter:
     return router
 
 
-async def _mjpeg(request: Request, ctx: ApiContext, camera_id: str) -> AsyncIterator[bytes]:
-    """Yield multipart parts until the client goes, the camera goes, or ApiConfig.live_max_s passes."""
+async def _mjpeg(ctx: ApiContext, camera_id: str) -> AsyncIterator[bytes]:
+    """Yield multipart parts until the camera goes or ApiConfig.live_max_s passes; unchanged pictures
+    are not sent again (but for a keep-alive), so a stalled camera costs no bandwidth.
+
+    A client that leaves ends it too: the server (uvicorn, Serve's proxy) cancels the response, which
+    closes this generator. ``request.is_disconnected()`` is not used: behind an HTTP middleware it
+    reports a disconnect as soon as the headers are out.
+    """
     period = 1.0 / ctx.config.live_fps
     started = time.monotonic()
     sent = 0
+    last: bytes | None = None
+    last_sent = 0.0
+    ctx.metrics.live_views += 1
     try:
         while time.monotonic() - started < ctx.config.live_max_s:
             tick = time.monotonic()
-            if await request.is_disconnected():
-                break
             try:
                 jpeg = await ctx.control.latest_jpeg(camera_id)
             except CameraNotFound:
                 break
-            if jpeg:
+            fresh = jpeg is not None and jpeg != last
+            if jpeg and (fresh or time.monotonic() - last_sent > KEEPALIVE_S):
+                last, last_sent = jpeg, time.monotonic()
                 header = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                 yield header.encode("ascii") + jpeg + b"\r\n"
                 sent += 1
             await asyncio.sleep(max(0.0, period - (time.monotonic() - tick)))
     finally:
+        ctx.metrics.live_views -= 1
         logger.info("live view ended camera_id=%s frames=%d seconds=%.1f", camera_id, sent, time.monotonic() - started)

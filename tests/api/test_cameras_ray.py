@@ -240,3 +240,39 @@ def test_fuzz_against_real_controller(api: TestClient) -> None:
         run()
     assert not failures, failures
     assert [c["id"] for c in api.get("/cameras").json()] == ["cam1"]
+
+
+def test_live_view_ends_when_the_client_leaves(api: TestClient) -> None:
+    """Over a real HTTP server (uvicorn): the stream's generator stops once the client disconnects."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from tests.services.ports import free_port, wait_for_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(api.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port, timeout_s=20)
+        base = f"http://127.0.0.1:{port}"
+
+        def open_views() -> int:
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            return int(re.search(r"^trtseg_api_live_views (\d+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+
+        with httpx.Client(timeout=20) as client, client.stream("GET", f"{base}/cameras/cam1/live.mjpg") as response:
+            received = 0
+            while_open = -1
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+                if received > 20_000:
+                    while_open = open_views()  # read while the stream is being consumed
+                    break
+            assert while_open == 1
+        assert wait_for(lambda: open_views() == 0, 10, "the live view to end after the client left")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
