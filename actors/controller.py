@@ -18,13 +18,14 @@ import ray
 from pydantic import ValidationError
 
 from actors.common import call
-from actors.spawn import new_camera_actors, new_segmenter, new_sink
-from actors.supervisor import CameraEntry, SegmenterEntry, is_dead, kill_quietly
+from actors.segmenters import SegmenterPool
+from actors.spawn import new_camera_actors, new_sink
+from actors.supervisor import CameraEntry, is_dead, kill_quietly
 from trtseg.config import CameraConfig, SystemConfig
 from trtseg.config.loader import format_validation_error
 from trtseg.detections import Detections
 from trtseg.pipeline import stream_targets
-from trtseg.placement import plan, segmenter_slots_for_nodes
+from trtseg.placement import plan
 from trtseg.sources import redact_url, validate_source
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Controller:
         self.config = config
         self.home_node = home_node
         self.cameras: dict[str, CameraEntry] = {}
-        self.segmenters: dict[str, SegmenterEntry] = {}
+        self.pool = SegmenterPool(config)
         self.sink: Any = None
         self._lock = asyncio.Lock()
         self._watchdog: asyncio.Task[None] | None = None
@@ -59,15 +60,15 @@ class Controller:
         async with self._lock:
             self.sink = new_sink(self.config, self.home_node)
             await call(self.sink.ping.remote(), START_TIMEOUT_S, "event sink")
-            await self._sync_segmenters()
-            if not self.segmenters:
-                raise RuntimeError("no segmentation actor could be started (no alive nodes?)")
+            await self.pool.wait_ready(SEGMENTER_START_TIMEOUT_S)
+            if not self.pool.entries:
+                raise RuntimeError(f"no segmentation actor could be started: {self.pool.errors or 'no alive nodes'}")
             for camera in self.config.cameras:
                 self.cameras[camera.id] = CameraEntry(camera)
             await asyncio.gather(*(self._start_camera(e) for e in self.cameras.values() if e.config.enabled))
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
-        logger.info("controller started cameras=%d segmenters=%d", len(self.cameras), len(self.segmenters))
-        return {"cameras": sorted(self.cameras), "segmenters": sorted(self.segmenters)}
+        logger.info("controller started cameras=%d segmenters=%d", len(self.cameras), len(self.pool.entries))
+        return {"cameras": sorted(self.cameras), "segmenters": sorted(self.pool.entries)}
 
     async def shutdown(self) -> dict[str, Any]:
         """Stop in order: decoders, pushers (open events closed), sink (flushed), segmenters."""
@@ -88,14 +89,13 @@ class Controller:
                     logger.error("sink did not close cleanly error=%s", error)
                 kill_quietly(self.sink)
                 self.sink = None
-            for entry in self.segmenters.values():
-                with contextlib.suppress(Exception):
-                    await call(entry.handle.close.remote(), PING_TIMEOUT_S, "segmenter close")
-                kill_quietly(entry.handle)
-            self.segmenters.clear()
+            await self.pool.close_all()
         summary["cameras"] = len(entries)
         logger.info("controller shut down cameras=%d", len(entries))
         return summary
+
+    def ping(self) -> dict[str, Any]:
+        return {"role": "controller", "node_id": ray.get_runtime_context().get_node_id(), "home_node": self.home_node}
 
     # ------------------------------------------------------------------ registry
     async def list_cameras(self) -> list[dict[str, Any]]:
@@ -162,14 +162,14 @@ class Controller:
 
     async def infer_image(self, image: np.ndarray, conf: float = 0.25) -> Detections:
         """Segment one image on the least busy segmenter."""
-        if not self.segmenters:
+        if not self.pool.entries:
             raise RuntimeError("no segmentation actor is running")
-        counts = {key: 0 for key in self.segmenters}
+        counts = {key: 0 for key in self.pool.entries}
         for entry in self.cameras.values():
             if entry.segmenter in counts:
                 counts[entry.segmenter] += 1
-        key = min(counts, key=lambda k: counts[k] / self.segmenters[k].slot.weight)
-        return await call(self.segmenters[key].handle.infer_image.remote(image, conf), 60.0, "infer_image")
+        key = min(counts, key=lambda k: counts[k] / self.pool.entries[k].slot.weight)
+        return await call(self.pool.entries[key].handle.infer_image.remote(image, conf), 60.0, "infer_image")
 
     async def read_keyframe(self, event_id: str, kind: str) -> bytes | None:
         if self.sink is None:
@@ -198,9 +198,9 @@ class Controller:
         """Each component's state and figures; ``ready`` when all are usable."""
         components: dict[str, Any] = {}
         seg_stats = await asyncio.gather(
-            *(self._query(e.handle.stats.remote(), f"segmenter {k}") for k, e in self.segmenters.items())
+            *(self._query(e.handle.stats.remote(), f"segmenter {k}") for k, e in self.pool.entries.items())
         )
-        for key, stats in zip(self.segmenters, seg_stats, strict=True):
+        for key, stats in zip(self.pool.entries, seg_stats, strict=True):
             components[f"segmenter:{key}"] = stats
         components["sink"] = await self._query(self.sink.stats.remote(), "sink") if self.sink else {"state": "down"}
         cameras = await self.list_cameras()
@@ -217,7 +217,7 @@ class Controller:
             "last_check_error": self._last_check_error,
             "uptime_s": round(time.time() - self._started_at, 1),
         }
-        ready = bool(self.segmenters) and all(
+        ready = bool(self.pool.entries) and all(
             (c.get("ready") if "ready" in c else c.get("state") in ("ready", "live")) for c in components.values()
         )
         return {"ready": ready, "components": components}
@@ -226,7 +226,7 @@ class Controller:
     async def check_now(self) -> dict[str, Any]:
         """One watchdog pass (tests and operators): nodes, segmenters, camera actors, placement."""
         async with self._lock:
-            changed = await self._sync_segmenters()
+            changed = await self.pool.sync()
             restored = await self._check_cameras()
             moved = await self._rebalance() if changed else []
         self._checks += 1
@@ -236,7 +236,8 @@ class Controller:
         """Camera -> (segmenter, node), and segmenter -> node."""
         return {
             "cameras": {cid: {"segmenter": e.segmenter, "node_id": e.node_id} for cid, e in self.cameras.items()},
-            "segmenters": {key: e.slot.node_id for key, e in self.segmenters.items()},
+            "segmenters": {key: e.slot.node_id for key, e in self.pool.entries.items()},
+            "starting": self.pool.starting,
         }
 
     def camera_actors(self, camera_id: str) -> dict[str, Any]:
@@ -256,54 +257,17 @@ class Controller:
                 self._last_check_error = f"{type(error).__name__}: {error}"
                 logger.exception("watchdog pass failed")
 
-    async def _sync_segmenters(self) -> bool:
-        """Create segmenters for new nodes and GPUs, drop those that are lost; True when the set changed."""
-        nodes = await asyncio.to_thread(ray.nodes)
-        desired = {
-            s.key: s
-            for s in segmenter_slots_for_nodes(
-                nodes, self.config.cluster.segmenters_per_gpu, self.config.cluster.cpu_segmenters
-            )
-        }
-        changed = False
-        for key, entry in list(self.segmenters.items()):
-            try:
-                info = await call(entry.handle.ping.remote(), PING_TIMEOUT_S, f"segmenter {key}")
-                entry.failures = 0
-                entry.slot = entry.slot.__class__(entry.slot.key, info["node_id"], entry.slot.weight)
-                if entry.incarnation != info["incarnation"]:
-                    entry.incarnation = info["incarnation"]
-                    entry.restarts += 1
-            except Exception as error:
-                entry.failures += 1
-                if is_dead(error) or entry.failures >= 3 or key not in desired:
-                    logger.warning("segmenter lost key=%s error=%s", key, error)
-                    kill_quietly(entry.handle)
-                    del self.segmenters[key]
-                    changed = True
-        missing = [slot for key, slot in desired.items() if key not in self.segmenters]
-        if missing:
-            handles = [(slot, new_segmenter(slot, self.config)) for slot in missing]
-            pings = await asyncio.gather(
-                *(call(h.ping.remote(), SEGMENTER_START_TIMEOUT_S, f"segmenter {s.key}") for s, h in handles),
-                return_exceptions=True,
-            )
-            for (slot, handle), info in zip(handles, pings, strict=True):
-                if isinstance(info, BaseException):
-                    logger.error("segmenter failed to start key=%s error=%s", slot.key, info)
-                    kill_quietly(handle)
-                    continue
-                self.segmenters[slot.key] = SegmenterEntry(slot, handle, info["incarnation"], info["names"])
-                changed = True
-                logger.info("segmenter started key=%s node=%s", slot.key, slot.node_id)
-        return changed
-
     async def _rebalance(self) -> list[str]:
-        slots = [e.slot for e in self.segmenters.values()]
+        slots = [e.slot for e in self.pool.entries.values()]
         running = {cid: e for cid, e in self.cameras.items() if e.config.enabled}
         current = {cid: e.segmenter for cid, e in running.items() if e.segmenter}
         result = plan(running, slots, current)
-        moved = [cid for cid in running if result.assignment.get(cid) != running[cid].segmenter]
+        nodes = {e.slot.key: e.slot.node_id for e in self.pool.entries.values()}
+        moved = [
+            cid
+            for cid, entry in running.items()
+            if result.assignment.get(cid) != entry.segmenter or nodes.get(entry.segmenter or "") != entry.node_id
+        ]
         for camera_id in moved:
             entry = running[camera_id]
             await self._stop_camera(entry)
@@ -342,16 +306,18 @@ class Controller:
                 entry.restarts += 1
                 logger.info("camera actor was restarted by Ray camera=%s role=%s", entry.config.id, role)
             entry.incarnations[role] = info["incarnation"]
+            if role == "decoder":
+                entry.node_id = info["node_id"]  # where Ray really runs it (it may have moved it)
         return None
 
     # ------------------------------------------------------------------ camera actors
     async def _start_camera(self, entry: CameraEntry, strict: bool = False, segmenter: str | None = None) -> None:
         camera = entry.config
-        if segmenter is None or segmenter not in self.segmenters:
+        if segmenter is None or segmenter not in self.pool.entries:
             current = {cid: e.segmenter for cid, e in self.cameras.items() if e.segmenter and cid != camera.id}
-            result = plan([*current, camera.id], [e.slot for e in self.segmenters.values()], current, rebalance=False)
+            result = plan([*current, camera.id], [e.slot for e in self.pool.entries.values()], current, rebalance=False)
             segmenter = result.assignment.get(camera.id)
-        seg = self.segmenters.get(segmenter) if segmenter else None
+        seg = self.pool.entries.get(segmenter) if segmenter else None
         entry.segmenter = segmenter
         entry.node_id = seg.slot.node_id if seg else None
         decoder, pusher = new_camera_actors(

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.common import CONTROLLER_NAME
 from actors.controller import Controller
@@ -45,6 +46,8 @@ def start_system(config: SystemConfig, timeout_s: float = START_TIMEOUT_S) -> An
         num_cpus=0,
         max_concurrency=CONTROLLER_CONCURRENCY,
         max_restarts=0,
+        # On the starting process's node (the head when run by the CLI): it must outlive worker nodes.
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=home, soft=False),
     ).remote(config, home)
     try:
         started = ray.get(controller.start.remote(), timeout=timeout_s)

@@ -23,6 +23,7 @@ from trtseg.pipeline import CameraOutput, stream_targets
 logger = logging.getLogger(__name__)
 
 DETECTIONS_TIMEOUT_S = 30.0
+LOG_EVERY = 100  # log the first and then every 100th inference failure, not each frame
 
 
 @ray.remote(concurrency_groups={"pipeline": 1, "query": 4})
@@ -37,6 +38,7 @@ class PusherActor:
         self._metrics = CameraMetrics(camera.id)
         self.output = CameraOutput(camera, pusher, names, on_events=self._send_events)
         self._closed = False
+        self._infer_failures = 0
 
     @ray.method(concurrency_group="pipeline")
     def process(self, frame: Frame, detections: list[Any] | None = None) -> float:
@@ -50,7 +52,16 @@ class PusherActor:
                 found = ray.get(detections[0], timeout=DETECTIONS_TIMEOUT_S)
             except Exception as error:  # push the picture anyway: real time first
                 failed = True
-                logger.warning("inference failed camera=%s seq=%d error=%s", self.camera.id, frame.seq, error)
+                self._infer_failures += 1
+                if self._infer_failures == 1 or self._infer_failures % LOG_EVERY == 0:
+                    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    logger.warning(
+                        "inference failed camera=%s seq=%d failures=%d error=%s",
+                        self.camera.id,
+                        frame.seq,
+                        self._infer_failures,
+                        reason,
+                    )
         latency_ms = self.output.process(frame, found, infer_failed=failed)
         self._metrics.count("frames_pushed")
         self._metrics.capture_to_push_ms(latency_ms)

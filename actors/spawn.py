@@ -52,6 +52,7 @@ def new_sink(config: SystemConfig, node_id: str | None) -> Any:
     """The event sink, on the node whose disk holds the database file, spool and key frames."""
     return SinkActor.options(
         name=SINK_NAME,
+        namespace=config.cluster.namespace,
         num_cpus=SINK_CPUS,
         max_concurrency=4,
         max_restarts=config.cluster.max_actor_restarts,

@@ -118,7 +118,8 @@ def ray_local() -> Iterator[RayTestCluster]:
 def ray_two_nodes() -> Iterator[RayTestCluster]:
     """Two Ray nodes on loopback ('head' and 'worker'), each with a custom resource naming it."""
     pytest.importorskip("ray")
-    handle = _start_cluster(head_cpus=2, head_resources={"trtseg-test-head": 1.0})
+    # The head has room for everything: tests move the worker's actors onto it when it is removed.
+    handle = _start_cluster(head_cpus=4, head_resources={"trtseg-test-head": 1.0})
     try:
         handle.add_node("worker", num_cpus=2, resources={"trtseg-test-worker": 1.0})
         handle.cluster.wait_for_nodes(timeout=60)
