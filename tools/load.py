@@ -135,7 +135,15 @@ async def _camera_churn(client: Any, rec: Recorder, stop: float, source: str, li
     done = 0
     while time.monotonic() < stop and done < limit:
         camera_id = f"load-{os.getpid()}-{done}"
-        body = {"id": camera_id, "source": source, "loop": True, "inference_fps": 1, "push": "none"}
+        body = {
+            "id": camera_id,
+            "source": source,
+            "loop": True,
+            "inference_fps": 1,
+            "push": "none",
+            "site": "x'; DROP TABLE events; --",  # hostile text rides along: stored and shown, never executed
+            "name": "<script>alert(1)</script>' OR '1'='1",
+        }
         added = await _request(client, rec, "POST /cameras", "POST", "/cameras", (201, 200), json=body, timeout=120)
         if added is not None and added.status_code in (200, 201):
             await asyncio.sleep(2.0)
