@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
 
 import trtseg
@@ -91,3 +92,26 @@ def test_hide_secrets() -> None:
     assert shown["api"] == {"token": "***", "token_for_reads": True, "port": 8000}
     assert shown["sink"] == {"database_url": "***", "keyframe_dir": "/var/kf"}
     assert shown["cameras"][0]["source"] == "rtsp://***@10.0.0.5/s"
+
+
+class _CorruptStore:
+    """A store whose rows do not fit the response model: the one way left to reach the 500 handler."""
+
+    def get(self, event_id: str) -> dict[str, object]:
+        return {"event_id": event_id, "started_at": "not a time"}
+
+
+def test_unexpected_error_is_a_logged_500_with_request_id(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client(store=_CorruptStore())
+    with caplog.at_level("ERROR", logger="deployments.api"):
+        answer = client.get("/events/abc", headers={"X-Request-ID": "trace-42"})
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "detail": "internal error; quote the request id when reporting it",
+        "request_id": "trace-42",
+    }
+    assert answer.headers["x-request-id"] == "trace-42"
+    assert any("request_id=trace-42" in record.getMessage() for record in caplog.records)
+    assert "not a time" not in answer.text  # internals stay in the log
