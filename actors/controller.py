@@ -18,9 +18,10 @@ import ray
 from pydantic import ValidationError
 
 from actors.common import call
+from actors.lifecycle import CameraLifecycle, reason
 from actors.segmenters import SegmenterPool
-from actors.spawn import new_camera_actors, new_sink
-from actors.supervisor import CameraEntry, is_dead, kill_quietly
+from actors.spawn import new_sink
+from actors.supervisor import CameraEntry, kill_quietly
 from trtseg.config import CameraConfig, SystemConfig
 from trtseg.config.loader import format_validation_error
 from trtseg.detections import Detections
@@ -30,7 +31,6 @@ from trtseg.sources import redact_url, validate_source
 
 logger = logging.getLogger(__name__)
 
-PING_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 60.0
 SEGMENTER_START_TIMEOUT_S = 180.0
 QUERY_TIMEOUT_S = 5.0
@@ -38,7 +38,7 @@ STOP_TIMEOUT_S = 20.0
 
 
 @ray.remote
-class Controller:
+class Controller(CameraLifecycle):
     """Camera registry, placement and supervision (contract: docs/CONTRACTS.md)."""
 
     def __init__(self, config: SystemConfig, home_node: str | None = None) -> None:
@@ -290,77 +290,6 @@ class Controller:
                 restored.append(entry.config.id)
         return restored
 
-    async def _ping_camera(self, entry: CameraEntry) -> str | None:
-        """None when the camera's actors answer (noting Ray's restarts), else what is dead."""
-        if entry.decoder is None or entry.pusher is None:
-            return "not started"
-        for role, handle in (("decoder", entry.decoder), ("pusher", entry.pusher)):
-            try:
-                info = await call(handle.ping.remote(), PING_TIMEOUT_S, f"{role} of {entry.config.id}")
-            except Exception as error:
-                if is_dead(error):
-                    return role
-                entry.error = str(error)
-                continue
-            if entry.incarnations.get(role) not in (None, info["incarnation"]):
-                entry.restarts += 1
-                logger.info("camera actor was restarted by Ray camera=%s role=%s", entry.config.id, role)
-            entry.incarnations[role] = info["incarnation"]
-            if role == "decoder":
-                entry.node_id = info["node_id"]  # where Ray really runs it (it may have moved it)
-        return None
-
-    # ------------------------------------------------------------------ camera actors
-    async def _start_camera(self, entry: CameraEntry, strict: bool = False, segmenter: str | None = None) -> None:
-        camera = entry.config
-        if segmenter is None or segmenter not in self.pool.entries:
-            current = {cid: e.segmenter for cid, e in self.cameras.items() if e.segmenter and cid != camera.id}
-            result = plan([*current, camera.id], [e.slot for e in self.pool.entries.values()], current, rebalance=False)
-            segmenter = result.assignment.get(camera.id)
-        seg = self.pool.entries.get(segmenter) if segmenter else None
-        entry.segmenter = segmenter
-        entry.node_id = seg.slot.node_id if seg else None
-        decoder, pusher = new_camera_actors(
-            camera, self.config, seg.handle if seg else None, entry.node_id, seg.names if seg else {}, self.sink
-        )
-        entry.decoder, entry.pusher, entry.incarnations = decoder, pusher, {}
-        entry.started_at = time.time()
-        try:
-            infos = await asyncio.gather(
-                call(pusher.ping.remote(), START_TIMEOUT_S, f"pusher of {camera.id}"),
-                call(decoder.ping.remote(), START_TIMEOUT_S, f"decoder of {camera.id}"),
-            )
-        except Exception as error:
-            entry.state, entry.error = "failed", _reason(error)
-            logger.error("camera failed to start camera=%s error=%s", camera.id, entry.error)
-            if strict:
-                await self._stop_camera(entry)
-                raise RuntimeError(f"camera '{camera.id}' failed to start: {entry.error}") from None
-            return
-        entry.incarnations = {"pusher": infos[0]["incarnation"], "decoder": infos[1]["incarnation"]}
-        entry.node_id = infos[1]["node_id"]
-        entry.state, entry.error = "started", None
-
-    async def _stop_camera(self, entry: CameraEntry) -> None:
-        await self._stop_decoder(entry)
-        await self._stop_pusher(entry)
-        entry.segmenter = entry.node_id = None
-        entry.state = "stopped"
-
-    async def _stop_decoder(self, entry: CameraEntry) -> None:
-        if entry.decoder is not None:
-            with contextlib.suppress(Exception):
-                await call(entry.decoder.stop.remote(), STOP_TIMEOUT_S, f"decoder of {entry.config.id}")
-            kill_quietly(entry.decoder)
-            entry.decoder = None
-
-    async def _stop_pusher(self, entry: CameraEntry) -> None:
-        if entry.pusher is not None:
-            with contextlib.suppress(Exception):
-                await call(entry.pusher.close.remote(), STOP_TIMEOUT_S, f"pusher of {entry.config.id}")
-            kill_quietly(entry.pusher)
-            entry.pusher = None
-
     # ------------------------------------------------------------------ helpers
     def _entry(self, camera_id: str) -> CameraEntry:
         entry = self.cameras.get(camera_id)
@@ -383,7 +312,7 @@ class Controller:
         try:
             return dict(await call(ref, QUERY_TIMEOUT_S, what))
         except Exception as error:
-            return {"state": "unavailable", "error": _reason(error)}
+            return {"state": "unavailable", "error": reason(error)}
 
     async def _describe(self, entry: CameraEntry) -> dict[str, Any]:
         stats: dict[str, Any] = {}
@@ -408,8 +337,3 @@ class Controller:
             "restarts": entry.restarts,
             "error": entry.error,
         }
-
-
-def _reason(error: BaseException) -> str:
-    text = str(getattr(error, "cause", None) or error)
-    return text.strip().splitlines()[-1][:500] if text.strip() else type(error).__name__

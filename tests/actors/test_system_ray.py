@@ -6,6 +6,7 @@ to end, cameras are added and removed at run time, killed actors come back.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,25 @@ def test_infer_image_and_config_summary(system: Any) -> None:
     assert summary["engine"]["backend"] == "onnxruntime"
     assert [c["id"] for c in summary["cameras"]] == ["cam1"]
     assert ray.get(system.read_keyframe.remote("no-such-event", "raw"), timeout=30) is None
+
+
+def test_stop_system_shuts_everything_down_in_order(system: Any) -> None:
+    """Last in the module: the fixture's own stop afterwards must be a harmless no-op."""
+    import ray
+
+    from actors.common import CONTROLLER_NAME, SINK_NAME
+    from actors.launch import stop_system
+
+    actors = ray.get(system.camera_actors.remote("cam1"), timeout=30)
+    ffmpeg_pid = (_camera(system, "cam1") or {})["stats"]["output"]["push"]["pid"]
+    assert ffmpeg_pid, "the camera's encoder runs"
+    stop_system(NAMESPACE, timeout_s=120)
+    for name in (CONTROLLER_NAME, SINK_NAME):
+        with pytest.raises(ValueError):
+            ray.get_actor(name, namespace=NAMESPACE)
+    for handle in actors.values():
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(handle.ping.remote(), timeout=30)
+    with pytest.raises(ProcessLookupError):
+        os.kill(ffmpeg_pid, 0)  # the encoder was closed and reaped, not left behind
+    stop_system(NAMESPACE, timeout_s=30)  # nothing running: no error
