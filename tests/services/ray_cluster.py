@@ -37,10 +37,13 @@ class RayTestCluster:
         """Ray's node id of the node added under ``name``."""
         return str(self.nodes[name].node_id)
 
-    def add_node(self, name: str, num_cpus: int = 2, resources: dict[str, float] | None = None) -> str:
-        """Start another node on loopback; returns its node id."""
+    def add_node(
+        self, name: str, num_cpus: int = 2, resources: dict[str, float] | None = None, num_gpus: int = 0
+    ) -> str:
+        """Start another node on loopback (``num_gpus``: logical GPUs Ray schedules by); returns its node id."""
         node = self.cluster.add_node(
             num_cpus=num_cpus,
+            num_gpus=num_gpus,
             node_ip_address="127.0.0.1",
             resources=resources or {},
             object_store_memory=OBJECT_STORE_BYTES,
@@ -67,7 +70,9 @@ def _keep_loopback() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
-def _start_cluster(head_cpus: int, head_resources: dict[str, float] | None = None) -> RayTestCluster:
+def _start_cluster(
+    head_cpus: int, head_resources: dict[str, float] | None = None, head_gpus: int = 0
+) -> RayTestCluster:
     import ray
     from ray.cluster_utils import Cluster
 
@@ -78,6 +83,7 @@ def _start_cluster(head_cpus: int, head_resources: dict[str, float] | None = Non
         initialize_head=True,
         head_node_args={
             "num_cpus": head_cpus,
+            "num_gpus": head_gpus,
             "node_ip_address": "127.0.0.1",
             "gcs_server_port": free_port(),
             "include_dashboard": False,
@@ -123,6 +129,21 @@ def ray_two_nodes() -> Iterator[RayTestCluster]:
     try:
         handle.add_node("worker", num_cpus=2, resources={"trtseg-test-worker": 1.0})
         handle.cluster.wait_for_nodes(timeout=60)
+        yield handle
+    finally:
+        _stop_cluster(handle)
+
+
+@pytest.fixture(scope="module")
+def ray_logical_gpus() -> Iterator[RayTestCluster]:
+    """A head node announcing one logical GPU (Ray schedules by it; nothing runs on a real GPU).
+
+    Exercises GPU placement (one segmenter per GPU, cameras weighted by GPU) on machines without
+    GPUs; tests add GPU nodes with ``add_node(..., num_gpus=n)``.
+    """
+    pytest.importorskip("ray")
+    handle = _start_cluster(head_cpus=4, head_gpus=1)
+    try:
         yield handle
     finally:
         _stop_cluster(handle)
