@@ -75,6 +75,9 @@ def test_camera_runs_end_to_end(system: Any) -> None:
     wait_for(lambda: playlist.is_file() and list(playlist.parent.glob("*.ts")), 60, "HLS segments")
     assert "#EXTM3U" in playlist.read_text()
 
+    decoder = (_camera(system, "cam1") or {})["stats"]["decoder"]
+    assert decoder["in_flight"] <= decoder["frames_in_flight_limit"], "frames in flight stay bounded"
+    assert decoder["frames"] >= decoder["submitted"] > 0
     output = (_camera(system, "cam1") or {})["stats"]["output"]
     assert output["inferred"] > 0, "frames went through the segmenter"
     assert output["latency_ms_mean"] > 0
@@ -140,6 +143,23 @@ def test_infer_image_and_config_summary(system: Any) -> None:
     assert ray.get(system.read_keyframe.remote("no-such-event", "raw"), timeout=30) is None
 
 
+def test_update_camera_restarts_it_and_bad_changes_lose_nothing(system: Any) -> None:
+    import ray
+
+    with pytest.raises(ValueError, match="confidence"):
+        ray.get(system.update_camera.remote("cam1", {"confidence": 7}), timeout=30)
+    with pytest.raises(ValueError, match="id cannot change"):
+        ray.get(system.update_camera.remote("cam1", {"id": "other"}), timeout=30)
+    with pytest.raises(KeyError):
+        ray.get(system.update_camera.remote("nope", {"confidence": 0.3}), timeout=30)
+    assert (_camera(system, "cam1") or {})["config"]["confidence"] == 0.25, "a refused change changes nothing"
+
+    updated = ray.get(system.update_camera.remote("cam1", {"confidence": 0.4, "name": "Gate"}), timeout=90)
+    assert updated["config"]["confidence"] == 0.4 and updated["config"]["name"] == "Gate"
+    assert updated["config"]["source"].endswith("clip.mp4"), "fields not named keep their values"
+    wait_for(lambda: _pushed(system, "cam1") > 3, 60, "cam1 to push again after the update")
+
+
 def test_stop_system_shuts_everything_down_in_order(system: Any) -> None:
     """Last in the module: the fixture's own stop afterwards must be a harmless no-op."""
     import ray
@@ -160,3 +180,22 @@ def test_stop_system_shuts_everything_down_in_order(system: Any) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(ffmpeg_pid, 0)  # the encoder was closed and reaped, not left behind
     stop_system(NAMESPACE, timeout_s=30)  # nothing running: no error
+
+
+def test_metrics_are_created_inside_ray_workers(ray_local: RayTestCluster) -> None:
+    import ray
+
+    @ray.remote(num_cpus=0.1)
+    def record() -> list[str]:
+        from trtseg import metrics
+
+        camera = metrics.CameraMetrics("cam-metrics")
+        camera.count("frames_pushed")
+        camera.gauge("queue_depth", 2)
+        camera.capture_to_push_ms(40.0)
+        metrics.SegmenterMetrics("seg-metrics").batch(3, 0.02)
+        return sorted(metrics._metrics)
+
+    names = ray.get(record.remote(), timeout=60)
+    assert {"trtseg_frames_pushed", "trtseg_queue_depth", "trtseg_capture_to_push_ms"} <= set(names)
+    assert {"trtseg_batch_size", "trtseg_engine_ms"} <= set(names)
