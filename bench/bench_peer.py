@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -146,14 +147,14 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                 processed += 1
                 latencies.append(1000.0 * (time.monotonic() - due))
             index += 1
-        wall = time.monotonic() - window_start
+        end = time.monotonic()
+        wall = end - window_start
         cpu1 = (_cpu_s(os.getpid()), _cpu_s(encoder.proc.pid) if encoder.proc else 0.0)
     finally:
         encoder.close()
         capture.release()
-    due_in_window = int(wall * fps) + 1
-    behind = index - first_due_index  # frames whose turn came in the window
-    expected = max(due_in_window, behind)
+    # Frames of the window whose due time had come by its end (processed or not): the camera's output.
+    expected = max(math.ceil((end - origin) * fps) - first_due_index, processed, 1)
     return {
         "clip": args.clip,
         "seconds": wall,
@@ -311,8 +312,20 @@ def doc_body(report: dict[str, Any], table: str) -> str:
             table,
             "",
             f"Largest camera count meeting real time: **{report['largest_realtime_cameras']}**.",
+            "",
+            METHOD,
         ]
     )
+
+
+METHOD = """How it is measured: one process per camera running the loop a user writes with ultralytics (read
+a frame with OpenCV, `model.predict(frame)`, `result.plot()`, write the picture to FFmpeg x264 with
+trtseg's encoder settings), fed at the camera's rate: frame i is due at start + i/25 s, and the loop
+takes it when it gets there. Its latency is from the frame's due time to its write; a loop slower
+than the camera falls further behind with every frame (latency grows without bound, as with a live
+source read through a buffer), and the frames it did not reach in the window are its drops. With
+`--inference-fps`, it predicts every k-th frame and draws the last result on the frames between
+(`result.plot(img=frame)`), like trtseg. Same clips, model file and machine as the Pipeline rows."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
