@@ -62,6 +62,7 @@ class SegmenterPool:
         }
         changed = await self._check_running(desired)
         changed = self._poll_starting() or changed
+        changed = self._retire_surplus(desired) or changed
         for key, slot in desired.items():
             if key not in self.entries and key not in self._starting:
                 handle = new_segmenter(slot, self.config)
@@ -116,6 +117,16 @@ class SegmenterPool:
                 entry.slot = SegmenterSlot(entry.slot.key, info["node_id"], entry.slot.weight)
                 changed = True
         return changed
+
+    def _retire_surplus(self, desired: dict[str, SegmenterSlot]) -> bool:
+        """Stop segmenters the cluster no longer wants, once their replacements run (capacity first)."""
+        surplus = [key for key in self.entries if key not in desired]
+        if not surplus or self._starting:
+            return False
+        for key in surplus:
+            logger.info("segmenter retired key=%s", key)
+            kill_quietly(self.entries.pop(key).handle)
+        return True
 
     def _poll_starting(self) -> bool:
         changed = False

@@ -150,7 +150,12 @@ def segmenter_slots_for_nodes(
                 )
     if slots or not alive:
         return slots
+    # The key names the node, so a node joining or leaving changes the wanted set and the pool
+    # moves CPU segmenters (and so cameras) to spread over the nodes there are now.
+    per_node: dict[str, int] = {}
     for index in range(cpu_segmenters):
-        node = alive[index % len(alive)]
-        slots.append(SegmenterSlot(key=f"cpu-{index}", node_id=str(node["NodeID"]), weight=1.0))
+        node_id = str(alive[index % len(alive)]["NodeID"])
+        count = per_node.get(node_id, 0)
+        per_node[node_id] = count + 1
+        slots.append(SegmenterSlot(key=f"cpu-{node_id[:12]}-{count}", node_id=node_id, weight=1.0))
     return slots

@@ -126,6 +126,9 @@ def test_segmenters_per_gpu_share_the_gpu_weight() -> None:
 
 def test_cpu_cluster_spreads_cpu_segmenters_and_skips_dead_nodes() -> None:
     slots = segmenter_slots_for_nodes([_node("n1"), _node("n2"), _node("n3", alive=False)], 1, cpu_segmenters=3)
-    assert [s.key for s in slots] == ["cpu-0", "cpu-1", "cpu-2"]
+    assert [s.key for s in slots] == ["cpu-n1-0", "cpu-n2-0", "cpu-n1-1"]
     assert [s.node_id for s in slots] == ["n1", "n2", "n1"]
+    joined = segmenter_slots_for_nodes([_node("n1"), _node("n2"), _node("n3")], 1, cpu_segmenters=3)
+    assert [s.node_id for s in joined] == ["n1", "n2", "n3"], "a joining node gets a CPU segmenter"
+    assert {s.key for s in slots} - {s.key for s in joined} == {"cpu-n1-1"}, "only the surplus one moves"
     assert segmenter_slots_for_nodes([], 1, cpu_segmenters=2) == []

@@ -98,3 +98,31 @@ def test_lost_node_moves_its_cameras(two_node_system: tuple[Any, RayTestCluster]
         90,
         "both cameras to push again from the head node",
     )
+
+
+def test_joining_node_takes_a_cpu_segmenter_and_cameras(two_node_system: tuple[Any, RayTestCluster]) -> None:
+    import ray
+
+    controller, cluster = two_node_system
+    head = cluster.node_id("head")
+    joined = cluster.add_node("worker2", num_cpus=2)
+
+    def spread() -> dict[str, Any] | None:
+        ray.get(controller.check_now.remote(), timeout=120)
+        placement = ray.get(controller.placement.remote(), timeout=30)
+        segmenter_nodes = sorted(placement["segmenters"].values())
+        camera_nodes = {p["node_id"] for p in placement["cameras"].values()}
+        return placement if segmenter_nodes == sorted([head, joined]) and camera_nodes == {head, joined} else None
+
+    placement = wait_for(spread, 180, "a CPU segmenter and a camera to move to the new node", interval_s=2.0)
+    for info in placement["cameras"].values():
+        assert info["node_id"] == placement["segmenters"][info["segmenter"]]
+    before = {cid: c["stats"]["output"].get("frames", 0) for cid, c in _cameras(controller).items()}
+    wait_for(
+        lambda: all(
+            c.get("stats", {}).get("output", {}).get("frames", 0) > before[cid] + 2
+            for cid, c in _cameras(controller).items()
+        ),
+        90,
+        "both cameras to push after the move",
+    )
