@@ -294,11 +294,12 @@ def markdown(report: dict[str, Any]) -> str:
     return markdown_table(headers, rows)
 
 
-def doc_body(report: dict[str, Any], table: str) -> str:
+def doc_body(report: dict[str, Any], table: str, note: str = "") -> str:
     settings, info = report["settings"], report["machine"]
     return "\n".join(
         [
-            "## Peer: ultralytics predict, one process per camera",
+            "## Peer: ultralytics predict, one process per camera"
+            + (" (CPU)" if settings["device"] == "cpu" else " (GPU)"),
             "",
             f"Command: `{report['command']}`",
             "",
@@ -311,7 +312,7 @@ def doc_body(report: dict[str, Any], table: str) -> str:
             "",
             table,
             "",
-            f"Largest camera count meeting real time: **{report['largest_realtime_cameras']}**.",
+            f"Largest camera count meeting real time: **{report['largest_realtime_cameras']}**. {note}".rstrip(),
             "",
             METHOD,
         ]
@@ -348,6 +349,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "peer.json"))
     parser.add_argument("--write", action="store_true", help="write the Peer section of docs/BENCHMARKS.md")
     parser.add_argument("--from-json", default=None, help="render an existing report instead of measuring")
+    parser.add_argument("--note", default="", help="a sentence added to the docs section (e.g. the GPU)")
     parser.add_argument("--doc-marker", default="bench_peer", help="docs/BENCHMARKS.md section marker")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--clip", help=argparse.SUPPRESS)
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"largest real-time camera count: {report['largest_realtime_cameras']}")
     if args.write:
-        write_doc_section(args.doc_marker, doc_body(report, table))
+        write_doc_section(args.doc_marker, doc_body(report, table, args.note))
     return 0
 
 

@@ -129,7 +129,11 @@ def build_config(args: argparse.Namespace, workdir: Path, clip_dir: Path, namesp
     if args.intra_op_threads:
         engine["intra_op_threads"] = args.intra_op_threads
     config = SystemConfig(
-        cluster=ClusterConfig(namespace=namespace, cpu_segmenters=1),
+        cluster=ClusterConfig(
+            namespace=namespace,
+            cpu_segmenters=1,
+            **({"frames_in_flight": args.frames_in_flight} if args.frames_in_flight else {}),
+        ),
         engine=EngineConfig(**engine),
         pusher=PusherConfig(hls_dir=workdir / "hls", preset=args.preset),
         sink=SinkConfig(
@@ -208,7 +212,12 @@ def camera_figures(
     out0, out1 = before["cameras"][cid]["output"], after["cameras"][cid]["output"]
     fps = float(dec1.get("source_fps") or CLIP_FPS)
     expected = fps * wall
-    frames_out = _delta(out1, out0, "frames")
+    frames_out = _delta(out1, out0, "frames")  # annotated frames handed to the pusher
+    push0, push1 = out0.get("push", {}), out1.get("push", {})
+    encoding = push1.get("state") not in (None, "disabled", "waiting")
+    # Distinct pictures written to the encoder (its gap-filling repeats are counted apart, as
+    # duplicates); with push 'none', the frames handed to the pusher.
+    streamed = _delta(push1, push0, "frames_written") if encoding else frames_out
     buckets = bucket_delta(after["latency"].get(cid, {}), before["latency"].get(cid))
     frame_bytes = int(dec1.get("width", 0)) * int(dec1.get("height", 0)) * 3
     submitted = _delta(dec1, dec0, "submitted")
@@ -220,10 +229,12 @@ def camera_figures(
         "frames_in": _delta(dec1, dec0, "frames"),
         "frames_submitted": submitted,
         "frames_out": frames_out,
+        "frames_streamed": streamed,
+        "push_duplicates": _delta(push1, push0, "duplicates"),
         "decoder_drops": _delta(dec1, dec0, "drops"),
-        "push_drops": _delta(out1.get("push", {}), out0.get("push", {}), "drops"),
-        "drop_rate": max(0.0, 1.0 - frames_out / expected) if expected > 0 else None,
-        "fps_out": frames_out / wall,
+        "push_drops": _delta(push1, push0, "drops"),
+        "drop_rate": max(0.0, 1.0 - streamed / expected) if expected > 0 else None,
+        "fps_out": streamed / wall,
         "inference_fps": _delta(out1, out0, "inferred") / wall,
         "infer_errors": _delta(out1, out0, "infer_errors"),
         "latency_samples": buckets.get(math.inf, 0.0),
@@ -355,6 +366,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "device": args.device,
             "precision": args.precision,
             "batch_size": args.batch_size,
+            "frames_in_flight": args.frames_in_flight,
             "inference_fps": args.inference_fps,
             "push": args.push,
             "preset": args.preset,
@@ -376,7 +388,7 @@ def markdown(report: dict[str, Any]) -> str:
     headers = [
         "cameras",
         "real time",
-        "frames out/s",
+        "frames streamed/s",
         "inferred/s",
         "worst drop %",
         "p50 ms",
@@ -426,6 +438,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--frames-in-flight", type=int, default=None, help="per camera; default: the config's")
     parser.add_argument("--intra-op-threads", type=int, default=0, help="ONNX Runtime threads; 0: its default")
     parser.add_argument("--model", default="models/trtseg-cable-n.onnx")
     parser.add_argument("--push", default="hls", help="hls, none, or an rtmp:// URL (one camera only)")
@@ -440,6 +453,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--verbose", action="store_true", help="actor logs on the console")
     parser.add_argument("--from-json", default=None, help="render an existing report instead of measuring")
     parser.add_argument("--compare", default=None, help="a bench_peer JSON report drawn in the same plot")
+    parser.add_argument("--note", default="", help="a sentence added to the docs section (e.g. the GPU)")
     parser.add_argument("--doc-marker", default="bench_pipeline", help="docs/BENCHMARKS.md section marker")
     args = parser.parse_args(argv)
     if args.cameras < 1 or args.max_cameras < 1 or args.seconds <= 0 or args.warmup < 0:
@@ -457,10 +471,11 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def doc_body(report: dict[str, Any], table: str, plot_path: str | None) -> str:
+def doc_body(report: dict[str, Any], table: str, plot_path: str | None, note: str = "") -> str:
     settings, info = report["settings"], report["machine"]
     lines = [
-        "## Pipeline: cameras per machine, latency, cost per camera",
+        "## Pipeline: cameras per machine, latency, cost per camera"
+        + (" (CPU)" if settings["device"] == "cpu" else " (GPU)"),
         "",
         f"Command: `{report['command']}`",
         "",
@@ -474,7 +489,7 @@ def doc_body(report: dict[str, Any], table: str, plot_path: str | None) -> str:
         table,
         "",
         f"Largest camera count meeting real time (drops < 1 %, p99 < 200 ms): "
-        f"**{report['largest_realtime_cameras']}**.",
+        f"**{report['largest_realtime_cameras']}**. {note}".rstrip(),
     ]
     if plot_path:
         lines += ["", f"![throughput and latency vs cameras]({plot_path})"]
@@ -522,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_steps(series, Path(args.plot), title)
     if args.write:
         rel = os.path.relpath(Path(args.plot).resolve(), ROOT / "docs") if args.plot else None
-        write_doc_section(args.doc_marker, doc_body(report, table, rel))
+        write_doc_section(args.doc_marker, doc_body(report, table, rel, args.note))
     return 0
 
 
