@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -86,8 +87,20 @@ def test_calibration_set_letterboxed_like_inference_and_cached(clip: Path, seg_m
 
 @pytest.mark.slow
 def test_live_camera_sampling(rtsp_server: RtspServer) -> None:
-    """A real RTSP camera (gst-rtsp-server): every:K works live; duration-based sampling says why not."""
+    """A real RTSP camera (gst-rtsp-server): every:K frames come over the network."""
     frames = sample_frames([rtsp_server.url], 3, "every:5", open_timeout_s=10.0)
     assert [f.shape for f in frames] == [(360, 640, 3)] * 3
-    with pytest.raises(QuantizationError, match="no known duration"):
-        sample_frames([rtsp_server.url], 2, "uniform", open_timeout_s=10.0)
+
+
+def test_source_without_duration_needs_every_k(tmp_path: Path) -> None:
+    """A raw H.264 stream has no duration (like a live camera): uniform/random say so; every:K works."""
+    raw = tmp_path / "camera.h264"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=10", "-t", "2",
+         "-c:v", "libx264", "-f", "h264", str(raw)],
+        check=True, timeout=60,
+    )  # fmt: skip
+    for sampling in ("uniform", "random:1"):
+        with pytest.raises(QuantizationError, match="no known duration"):
+            sample_frames([raw], 2, sampling)
+    assert len(sample_frames([raw], 3, "every:4")) == 3
