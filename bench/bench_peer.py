@@ -40,6 +40,7 @@ from bench.common import (
     machine_info,
     markdown_table,
     percentile,
+    plot_steps,
     write_doc_section,
     write_json,
 )
@@ -294,7 +295,17 @@ def markdown(report: dict[str, Any]) -> str:
     return markdown_table(headers, rows)
 
 
-def doc_body(report: dict[str, Any], table: str, note: str = "") -> str:
+def _rate(inference_fps: float | None) -> str:
+    return f"inference at {inference_fps:g} fps per camera" if inference_fps else "inference on every frame"
+
+
+def _sink(settings: dict[str, Any]) -> str:
+    if settings["sink"] == "none":
+        return "no encoder (sink none)"
+    return f"FFmpeg x264 {settings['preset']} to HLS files"
+
+
+def doc_body(report: dict[str, Any], table: str, note: str = "", plot_path: str | None = None) -> str:
     settings, info = report["settings"], report["machine"]
     return "\n".join(
         [
@@ -305,14 +316,15 @@ def doc_body(report: dict[str, Any], table: str, note: str = "") -> str:
             "",
             f"Machine: {info['machine']}, {info['cores']} cores, load average {info['load_avg_1_5_15']} when the "
             f"run began ({info['started_utc']} UTC, shared machine). ultralytics {report['versions']['ultralytics']}, "
-            f"torch {report['versions']['torch']}, model `{settings['model']}` on {settings['device']}"
-            f"{' half' if settings['half'] else ''}, inference {settings['inference_fps'] or 'on every frame'} fps "
-            f"per camera, sink {settings['sink']} (x264 {settings['preset']}), warm-up {settings['warmup_s']:g} s, "
-            f"window {settings['seconds']:g} s.",
+            f"torch {report['versions']['torch']}, model `{Path(settings['model']).name}` on "
+            f"{'CPU' if settings['device'] == 'cpu' else 'CUDA device ' + settings['device']}"
+            f"{' in FP16' if settings['half'] else ''}, {_rate(settings['inference_fps'])}, "
+            f"{_sink(settings)}, warm-up {settings['warmup_s']:g} s, window {settings['seconds']:g} s.",
             "",
             table,
             "",
             f"Largest camera count meeting real time: **{report['largest_realtime_cameras']}**. {note}".rstrip(),
+            *([] if plot_path is None else ["", f"![peer: throughput and latency vs cameras]({plot_path})"]),
             "",
             METHOD,
         ]
@@ -326,7 +338,7 @@ takes it when it gets there. Its latency is from the frame's due time to its wri
 than the camera falls further behind with every frame (latency grows without bound, as with a live
 source read through a buffer), and the frames it did not reach in the window are its drops. With
 `--inference-fps`, it predicts every k-th frame and draws the last result on the frames between
-(`result.plot(img=frame)`), like trtseg. Same clips, model file and machine as the Pipeline rows."""
+(`result.plot(img=frame)`), like trtseg. Same clips and model as the Pipeline rows."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -349,6 +361,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "peer.json"))
     parser.add_argument("--write", action="store_true", help="write the Peer section of docs/BENCHMARKS.md")
     parser.add_argument("--from-json", default=None, help="render an existing report instead of measuring")
+    parser.add_argument("--plot", default=None, help="PNG of throughput and latency vs cameras")
     parser.add_argument("--note", default="", help="a sentence added to the docs section (e.g. the GPU)")
     parser.add_argument("--doc-marker", default="bench_peer", help="docs/BENCHMARKS.md section marker")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -373,8 +386,14 @@ def main(argv: list[str] | None = None) -> int:
         write_json(Path(args.out), report)
     print(table)
     print(f"largest real-time camera count: {report['largest_realtime_cameras']}")
+    rel = None
+    if args.plot:
+        settings = report["settings"]
+        title = f"ultralytics loop per camera on {settings['device']}, {_rate(settings['inference_fps'])}"
+        plot_steps({"peer (ultralytics loop)": report}, Path(args.plot), title)
+        rel = os.path.relpath(Path(args.plot).resolve(), ROOT / "docs")
     if args.write:
-        write_doc_section(args.doc_marker, doc_body(report, table, args.note))
+        write_doc_section(args.doc_marker, doc_body(report, table, args.note, rel))
     return 0
 
 

@@ -471,6 +471,10 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _rate(inference_fps: float | None) -> str:
+    return f"inference at {inference_fps:g} fps per camera" if inference_fps else "inference on every frame"
+
+
 def doc_body(report: dict[str, Any], table: str, plot_path: str | None, note: str = "") -> str:
     settings, info = report["settings"], report["machine"]
     lines = [
@@ -481,9 +485,12 @@ def doc_body(report: dict[str, Any], table: str, plot_path: str | None, note: st
         "",
         f"Machine: {info['machine']}, {info['cores']} cores, load average {info['load_avg_1_5_15']} when the "
         f"run began ({info['started_utc']} UTC; the machine is shared, other work ran beside it). Backend "
-        f"{settings['backend']} {settings['precision']} on {settings['device']}, inference "
-        f"{settings['inference_fps'] or 'on every frame'} fps per camera, push {settings['push']} "
-        f"(x264 {settings['preset']}), {settings['size'][0]}x{settings['size'][1]} at {settings['fps']} fps, "
+        f"{settings['backend']} {settings['precision']} on {settings['device']}, "
+        f"{_rate(settings['inference_fps'])}, "
+        f"{'no encoder (push none)' if settings['push'] == 'none' else 'push ' + settings['push']}"
+        f"{'' if settings['push'] == 'none' else ' (x264 ' + settings['preset'] + ')'}, "
+        f"frames in flight per camera {settings.get('frames_in_flight') or 'default (2)'}, "
+        f"{settings['size'][0]}x{settings['size'][1]} at {settings['fps']} fps, "
         f"warm-up {settings['warmup_s']:g} s, window {settings['seconds']:g} s per step.",
         "",
         table,
@@ -528,8 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         settings = report["settings"]
         title = (
-            f"{settings['backend']} {settings['precision']} on {settings['device']}, "
-            f"inference {settings['inference_fps'] or 'every frame'} fps per camera"
+            f"{settings['backend']} {settings['precision']} on {settings['device']}, {_rate(settings['inference_fps'])}"
         )
         series = {"trtseg": report}
         if args.compare:
