@@ -85,10 +85,14 @@ class LocalSystem:
                 "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"},
             },
         )
-        ray.init(address=self.cluster.address, namespace=self.namespace, log_to_driver=args.verbose)
-        self.raylet_pid = self.cluster.head_node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
-        self.config = build_config(args, workdir, clip_dir, self.namespace)
         self.controller: Any = None
+        try:
+            ray.init(address=self.cluster.address, namespace=self.namespace, log_to_driver=args.verbose)
+            self.raylet_pid = self.cluster.head_node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+            self.config = build_config(args, workdir, clip_dir, self.namespace)
+        except BaseException:
+            self.close()  # never leave a head running behind a failed start
+            raise
 
     def start(self) -> Any:
         from actors.launch import start_system
