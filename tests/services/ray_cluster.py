@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,7 @@ class RayTestCluster:
     address: str
     namespace: str
     nodes: dict[str, Any] = field(default_factory=dict)  # name -> ray._private.node.Node
+    temp_dir: str = ""
 
     def node_id(self, name: str) -> str:
         """Ray's node id of the node added under ``name``."""
@@ -48,6 +51,7 @@ class RayTestCluster:
             resources=resources or {},
             object_store_memory=OBJECT_STORE_BYTES,
             include_dashboard=False,
+            temp_dir=self.temp_dir or None,
         )
         self.nodes[name] = node
         return str(node.node_id)
@@ -79,6 +83,9 @@ def _start_cluster(
     if ray.is_initialized():
         ray.shutdown()
     _keep_loopback()
+    # A private temp dir: sessions, sockets and the "current cluster" address file stay ours, so
+    # another process's ray.init(address="auto") on this machine never finds a test cluster.
+    temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
@@ -90,12 +97,17 @@ def _start_cluster(
             "object_store_memory": OBJECT_STORE_BYTES,
             "resources": head_resources or {},
             "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"},
+            "temp_dir": temp_dir,
         },
     )
     ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=True)
     logger.info("ray test cluster started address=%s", cluster.address)
     return RayTestCluster(
-        cluster=cluster, address=cluster.address, namespace=NAMESPACE, nodes={"head": cluster.head_node}
+        cluster=cluster,
+        address=cluster.address,
+        namespace=NAMESPACE,
+        nodes={"head": cluster.head_node},
+        temp_dir=temp_dir,
     )
 
 
@@ -106,6 +118,8 @@ def _stop_cluster(handle: RayTestCluster) -> None:
         ray.shutdown()
     finally:
         handle.cluster.shutdown()
+        if handle.temp_dir:
+            shutil.rmtree(handle.temp_dir, ignore_errors=True)
         logger.info("ray test cluster stopped address=%s", handle.address)
 
 
