@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from engines.base import EngineError  # noqa: E402
 from trtseg.config import ConfigError, SystemConfig, load_config  # noqa: E402
 from trtseg.progress import Progress  # noqa: E402
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, CliError) as error:
+    except (ConfigError, CliError, EngineError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -96,10 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--model", type=Path, required=True, help="FP32 ONNX model")
     calibrate.add_argument("--source", action="append", required=True, help="video file or stream URL (repeatable)")
     calibrate.add_argument("--out", type=Path, required=True, help="output ONNX path")
-    calibrate.add_argument("--count", type=int, default=256, help="calibration frames")
-    calibrate.add_argument("--sampling", default="uniform", choices=["uniform", "every", "random"])
-    calibrate.add_argument("--method", default="entropy", choices=["entropy", "minmax", "percentile"])
-    calibrate.add_argument("--exclude", action="append", default=None, help="node name pattern kept in float")
+    calibrate.add_argument("--count", type=int, default=128, help="calibration frames (shared by the sources)")
+    calibrate.add_argument(
+        "--sampling", default="uniform", help="uniform | every:K | random[:SEED] (per source; default uniform)"
+    )
+    calibrate.add_argument("--method", default="percentile", choices=["percentile", "minmax", "entropy"])
+    calibrate.add_argument(
+        "--target",
+        default="tensorrt",
+        choices=["tensorrt", "cpu"],
+        help="tensorrt: symmetric int8 Q/DQ for a strongly typed TensorRT network (also runs on ONNX Runtime); "
+        "cpu: uint8 activations, ONNX Runtime's fastest CPU form",
+    )
+    calibrate.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="calibration input size")
+    calibrate.add_argument("--exclude", action="append", default=None, help="node name regex kept in float")
     calibrate.set_defaults(handler=cmd_calibrate)
 
     fp16 = commands.add_parser("fp16", help="convert an ONNX model to FP16 (inputs/outputs stay FP32)")
@@ -209,6 +220,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         sampling=args.sampling,
         method=args.method,
         exclude=args.exclude,
+        target=args.target,
+        imgsz=tuple(args.imgsz) if args.imgsz else None,
     )
     print(f"int8 model: {out}")
     return 0

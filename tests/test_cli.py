@@ -48,3 +48,16 @@ def test_help_lists_the_subcommands() -> None:
     result = cli("--help")
     for command in ("run", "check-config", "build-engine", "calibrate", "accuracy", "bench"):
         assert command in result.stdout
+
+
+def test_calibrate_and_build_engine_fail_clearly(tmp_path: Path) -> None:
+    missing = cli("calibrate", "--model", str(tmp_path / "no.onnx"), "--source", "x.mp4", "--out", "y.onnx")
+    assert missing.returncode == 2
+    assert "model file not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    conf = tmp_path / "c.yaml"
+    conf.write_text("engine:\n  backend: tensorrt\n  device: cuda\n")
+    build = cli("build-engine", "--config", str(conf))
+    assert build.returncode == 2
+    assert "Traceback" not in build.stderr
+    assert "error:" in build.stderr
