@@ -58,8 +58,9 @@ def _camera(controller: Any, camera_id: str) -> dict[str, Any] | None:
 
 
 def _pushed(controller: Any, camera_id: str) -> int:
+    """Frames the camera's encoder has written (not just handed over)."""
     found = _camera(controller, camera_id) or {}
-    return int(found.get("stats", {}).get("output", {}).get("frames", 0))
+    return int(found.get("stats", {}).get("output", {}).get("push", {}).get("frames_written", 0))
 
 
 def test_camera_runs_end_to_end(system: Any) -> None:
