@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 from engines.base import EngineError  # noqa: E402
 from trtseg.config import ConfigError, SystemConfig, load_config  # noqa: E402
 from trtseg.progress import Progress  # noqa: E402
+from trtseg.sources import redact_url  # noqa: E402
 
 logger = logging.getLogger("trtseg.cli")
 DEFAULT_CONFIG = ROOT / "conf" / "demo.yaml"
@@ -267,16 +268,6 @@ def cmd_sample_video(args: argparse.Namespace) -> int:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """``scheme://user:secret@host`` -> ``scheme://user:***@host``."""
-    head, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    credentials, _, host = rest.partition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{head}://{user}:***@{host}"
 
 
 def prepare_local_dirs(config: SystemConfig) -> None:
