@@ -10,6 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from starlette.datastructures import UploadFile
 from trtseg.detections import Detections
+from trtseg.imageinfo import image_size
 
 from deployments.context import ApiContext, get_context
 from deployments.models import InferenceResult, Problem
@@ -53,7 +54,16 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """BGR image from encoded bytes; 415 when it is not an image OpenCV can read."""
+    """BGR image from encoded bytes; 415 when it is not an image OpenCV can read.
+
+    The declared size is checked from the header first: a small compressed file can declare
+    billions of pixels, and decoding it before refusing would spend the memory anyway.
+    """
+    declared = image_size(data)
+    if declared is None:
+        raise HTTPException(415, detail="the body is not a JPEG, PNG, BMP or WebP image")
+    if declared[0] * declared[1] > MAX_PIXELS:
+        raise HTTPException(413, detail=f"image declares {declared[0]}x{declared[1]} pixels, more than {MAX_PIXELS}")
     array = np.frombuffer(data, dtype=np.uint8)
     try:
         image = cv2.imdecode(array, cv2.IMREAD_COLOR)
