@@ -61,7 +61,7 @@ def decode_image(data: bytes) -> np.ndarray:
     """
     declared = image_size(data)
     if declared is None:
-        raise HTTPException(415, detail="the body is not a JPEG, PNG, BMP or WebP image")
+        raise HTTPException(415, detail="the body is not a decodable image (JPEG, PNG, BMP, WebP)")
     if declared[0] * declared[1] > MAX_PIXELS:
         raise HTTPException(413, detail=f"image declares {declared[0]}x{declared[1]} pixels, more than {MAX_PIXELS}")
     array = np.frombuffer(data, dtype=np.uint8)
