@@ -257,21 +257,21 @@ def plot_steps(reports: dict[str, dict[str, Any]], path: Path, title: str) -> No
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     most = 1
-    for label, report in reports.items():
-        steps = report["steps"]
+    for index, (label, report) in enumerate(reports.items()):
+        steps, color = report["steps"], f"C{index}"
         cams = [s["cameras"] for s in steps]
         most = max([most, *cams])
-        left.plot(cams, [s["frames_out_per_s"] for s in steps], "o-", label=f"{label}: pushed/s")
-        left.plot(cams, [s["inference_fps_total"] for s in steps], "s--", label=f"{label}: inferred/s")
-        right.plot(cams, [s["p50_ms_mean"] for s in steps], "o-", label=f"{label}: p50")
-        right.plot(cams, [s["p99_ms_worst"] for s in steps], "s--", label=f"{label}: worst p99")
+        left.plot(cams, [s["frames_out_per_s"] for s in steps], "o-", color=color, label=f"{label}: pushed/s")
+        left.plot(cams, [s["inference_fps_total"] for s in steps], "s--", color=color, label=f"{label}: inferred/s")
+        right.plot(cams, [s["p50_ms_mean"] for s in steps], "o-", color=color, label=f"{label}: p50")
+        right.plot(cams, [s["p99_ms_worst"] for s in steps], "s--", color=color, label=f"{label}: worst p99")
     left.plot([1, most], [CLIP_FPS, CLIP_FPS * most], ":", color="grey", label="real time (25/s per camera)")
     right.axhline(REALTIME_P99_LIMIT_MS, color="red", linestyle=":", label="200 ms")
     for axis, ylabel in ((left, "frames per second"), (right, "capture-to-push latency, ms")):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("cameras")
         axis.set_ylabel(ylabel)
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, loc="best")
     right.set_yscale("log")
     fig.suptitle(title)
     fig.tight_layout()
