@@ -194,8 +194,13 @@ class StreamPusher:
         if self._origin is None:
             self._origin = (now, pts)
         due = self._origin[0] + (pts - self._origin[1])
+        if due - now > self._queue_size * step:
+            # Paced from a frame that came late (a cold engine, a stall upstream): frames on time would
+            # each wait that lateness and overflow the queue. The pace follows the least delayed frame.
+            self._origin = (now, pts)
+            due = now
         if due > now and not self._closing.is_set():
-            time.sleep(min(due - now, 1.0))
+            time.sleep(due - now)
         elif now - due > 1.0:
             self._origin = (now, pts)  # fell behind by more than a second: pace from here
         if repeats and self._last_image is not None and self._last_image.shape == image.shape:

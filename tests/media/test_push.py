@@ -90,6 +90,30 @@ def test_hls_files_and_gap_filling(tmp_path: Path) -> None:
     assert stats["state"] == "stopped" and pid and _gone(pid)
 
 
+def test_a_late_first_frame_does_not_hold_back_the_rest(tmp_path: Path) -> None:
+    """The first frame of a pipeline is late (cold engine); the ones after it arrive on time.
+
+    Pacing from the late frame would make every later frame wait its lateness in a queue of four,
+    and the queue would overflow for as long as the stream runs.
+    """
+    camera = CameraConfig(id="late1", source="rtsp://h/x", push="hls")
+    pusher = StreamPusher(camera, _pusher_config(tmp_path, threads=1), (160, 120), 25)
+    started = time.monotonic()
+    time.sleep(0.8)
+    pusher.push(_synthetic((160, 120), 0), pts_s=0.0)  # captured at 0, delivered 0.8 s later
+    pushed = 1
+    for index in range(21, 150):  # the frames in between were dropped upstream; the rest are on time
+        pts = index / 25
+        time.sleep(max(0.0, started + pts + 0.01 - time.monotonic()))
+        pusher.push(_synthetic((160, 120), index), pts_s=pts)
+        pushed += 1
+    pusher.close()
+    stats = pusher.stats()
+    assert stats["frames_in"] == pushed
+    assert stats["drops"] <= 0.05 * pushed, stats
+    assert stats["frames_written"] >= 0.95 * pushed, stats
+
+
 def test_push_rejects_bad_frames(tmp_path: Path) -> None:
     camera = CameraConfig(id="none1", source="rtsp://h/x", push="none")
     pusher = StreamPusher(camera, _pusher_config(tmp_path), (64, 64), 25)
