@@ -39,6 +39,11 @@ HEALTHY_RUN_S = 10.0  # an encoder that ran this long before dying restarts with
 CLOSE_TIMEOUT_S = 10.0
 
 
+# A frame may be held back this many frame intervals to smooth arrival jitter; a frame earlier than
+# that shows the pace was set by a late frame, and the pace is set again from it.
+PACE_TOLERANCE_FRAMES = 2
+
+
 class StreamPusher:
     """Encodes and pushes one camera's frames; see the module docstring for the guarantees."""
 
@@ -48,7 +53,7 @@ class StreamPusher:
         pusher: PusherConfig,
         size: tuple[int, int],
         fps: float,
-        queue_size: int = 4,
+        queue_size: int | None = None,
     ) -> None:
         if fps <= 0 or fps > 240:
             raise ValueError(f"fps must be in (0, 240], got {fps}")
@@ -60,7 +65,7 @@ class StreamPusher:
         self.kind = output_kind(camera.push)
         self._size = (int(size[0]), int(size[1]))
         self._queue: deque[tuple[np.ndarray, float | None]] = deque()
-        self._queue_size = max(1, queue_size)
+        self._queue_size = max(1, pusher.queue_frames if queue_size is None else queue_size)
         self._cond = threading.Condition()
         self._closing = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -194,7 +199,7 @@ class StreamPusher:
         if self._origin is None:
             self._origin = (now, pts)
         due = self._origin[0] + (pts - self._origin[1])
-        if due - now > self._queue_size * step:
+        if due - now > PACE_TOLERANCE_FRAMES * step:
             # Paced from a frame that came late (a cold engine, a stall upstream): frames on time would
             # each wait that lateness and overflow the queue. The pace follows the least delayed frame.
             self._origin = (now, pts)

@@ -28,4 +28,11 @@ class PusherConfig(Section):
     mask_alpha: float = Field(default=0.45, ge=0.0, le=1.0, description="Opacity of instance masks.")
     restart_backoff_s: float = Field(default=1.0, gt=0, le=60, description="First wait before restarting FFmpeg.")
     restart_backoff_max_s: float = Field(default=30.0, gt=0, le=600, description="Longest wait between restarts.")
+    queue_frames: int = Field(
+        default=16,
+        ge=1,
+        le=250,
+        description="Frames waiting for the encoder before the oldest is dropped; absorbs the bursts in "
+        "which frames leave the pipeline behind an inferred one.",
+    )
     jpeg_quality: int = Field(default=80, ge=10, le=100, description="Quality of live-view and key frame JPEGs.")
