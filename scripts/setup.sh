@@ -41,7 +41,7 @@ if [[ ! -x .venv/bin/python ]]; then
   $python -m venv .venv
 fi
 stamp=.venv/.requirements.sha
-X
+want_hash=$(cat requirements*.txt | sha256sum | cut -d' ' -f1)
 req_file=requirements.txt
 (( want_test )) && req_file=requirements-dev.txt
 if [[ ! -f $stamp ]] || ! grep -qx "$req_file $want_hash" "$stamp"; then
