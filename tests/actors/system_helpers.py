@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from trtseg.config import SystemConfig, parse_config
+from tools.soak import MODEL, build_config
+from trtseg.config import SystemConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-MODEL = ROOT / "models" / "trtseg-cable-n.onnx"
+__all__ = ["MODEL", "camera", "system_config", "wait_for"]
 
 T = TypeVar("T")
 
@@ -19,33 +19,7 @@ def system_config(
     tmp: Path, media: Path, namespace: str, cameras: list[dict[str, Any]], **cluster: Any
 ) -> SystemConfig:
     """A light configuration: CPU ONNX Runtime, one thread, HLS into ``tmp``, SQLite in ``tmp``."""
-    data = {
-        "cluster": {"namespace": namespace, "watchdog_interval_s": 1.0, "cpu_segmenters": 1, **cluster},
-        "engine": {
-            "model": str(MODEL),
-            "backend": "onnxruntime",
-            "device": "cpu",
-            "batch_size": 4,
-            "max_wait_ms": 10,
-            "intra_op_threads": 1,
-        },
-        "pusher": {
-            "hls_dir": str(tmp / "hls"),
-            "preset": "ultrafast",
-            "threads": 1,
-            "hls_segment_s": 1.0,
-            "gop_s": 1.0,
-            "bitrate_kbps": 300,
-        },
-        "sink": {
-            "database_url": f"sqlite:///{tmp / 'events.db'}",
-            "keyframe_dir": str(tmp / "keyframes"),
-            "spool_dir": str(tmp / "spool"),
-        },
-        "api": {"file_source_dir": str(media)},
-        "cameras": cameras,
-    }
-    return parse_config(data, "test")
+    return build_config(tmp, media, namespace, cameras, cluster=cluster)
 
 
 def camera(camera_id: str, clip: Path, **extra: Any) -> dict[str, Any]:
