@@ -18,7 +18,6 @@ log lines in the worker logs, compared with the ``events`` table.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
@@ -41,6 +40,7 @@ from tools.soak import (  # noqa: E402
     camera_entry,
     make_clip,
     opened_event_ids,
+    publish_report,
     reconcile,
     start_cluster,
 )
@@ -312,13 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     report = run_chaos(args.workdir, faults, args.rounds, args.seed, tuple(args.gap), not args.one_node)
-    text = json.dumps(report, indent=2, default=str)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    print(text)
-    print("CHAOS", "PASSED" if report["ok"] else "FAILED: " + "; ".join(report["failures"]))
-    return 0 if report["ok"] else 1
+    return publish_report(report, args.out, "CHAOS")
 
 
 if __name__ == "__main__":

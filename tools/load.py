@@ -360,12 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     report = run_load(
         args.workdir, args.cameras, args.duration, args.concurrency, args.max_requests, args.churn_max, args.events
     )
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    print(text)
-    return 0
+    from tools.soak import publish_report
+
+    return publish_report(report, args.out, "LOAD")
 
 
 if __name__ == "__main__":

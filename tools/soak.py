@@ -515,12 +515,19 @@ def main(argv: list[str] | None = None) -> int:
         args.inference_fps,
         Bounds(rss_growth=args.rss_growth),
     )
+    return publish_report(report, args.out, "SOAK")
+
+
+def publish_report(report: dict[str, Any], out: Path | None, label: str) -> int:
+    """Print the JSON report (and write it to ``out``) with a verdict line; the exit status."""
     text = json.dumps(report, indent=2, default=str)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     print(text)
-    print("SOAK", "PASSED" if report["ok"] else "FAILED: " + "; ".join(report["failures"]))
+    if "ok" not in report:
+        return 0
+    print(label, "PASSED" if report["ok"] else "FAILED: " + "; ".join(report["failures"]))
     return 0 if report["ok"] else 1
 
 
