@@ -179,19 +179,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    # Hold the controller's handle until the ordered shutdown has run: a non-detached actor dies
+    # when its creator's last handle goes away, and would take its cameras with it unordered.
+    controller = None
     try:
         with Progress("starting actors") as progress:
-            # Keep the handle: a non-detached actor dies when its creator's last handle goes away.
             controller = start_system(config)
             progress.update(1, "actors up")
             deploy(config)
             progress.update(1, "http api up")
         print_urls(config)
         stop.wait(timeout=args.duration)
-        del controller
     finally:
         print("shutting down ...", file=sys.stderr)
         shutdown(stop_system)
+        del controller
         ray.shutdown()
     return 0
 
