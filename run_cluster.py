@@ -14,12 +14,12 @@ calibrate INT8 models, report accuracy, run benchmarks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -173,27 +173,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     import ray
 
     init_ray(config)
-    from actors.launch import start_system, stop_system
+    from actors.launch import running_system
     from deployments.app import deploy
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    # Hold the controller's handle until the ordered shutdown has run: a non-detached actor dies
-    # when its creator's last handle goes away, and would take its cameras with it unordered.
-    controller = None
     try:
-        with Progress("starting actors") as progress:
-            controller = start_system(config)
-            progress.update(1, "actors up")
-            deploy(config)
-            progress.update(1, "http api up")
-        print_urls(config)
-        stop.wait(timeout=args.duration)
+        with contextlib.ExitStack() as running:
+            with Progress("starting actors"):
+                running.enter_context(running_system(config))  # stops the pipeline in order on exit
+            try:
+                with Progress("starting the HTTP API"):
+                    deploy(config)
+                print_urls(config)
+                stop.wait(timeout=args.duration)
+            finally:
+                print("shutting down ...", file=sys.stderr)
+                stop_serve()
     finally:
-        print("shutting down ...", file=sys.stderr)
-        shutdown(stop_system)
-        del controller
         ray.shutdown()
     return 0
 
@@ -345,14 +343,14 @@ def print_urls(config: SystemConfig) -> None:
     print("  Ctrl-C stops everything.", flush=True)
 
 
-def shutdown(stop_system: Callable[[], None]) -> None:
+def stop_serve() -> None:
+    """Stop the HTTP API first, so no request reaches a pipeline that is shutting down."""
     from ray import serve
 
-    for step in (serve.shutdown, stop_system):
-        try:
-            step()
-        except Exception as error:  # keep shutting down the rest
-            logger.warning("shutdown step %s failed: %s", getattr(step, "__name__", step), error)
+    try:
+        serve.shutdown()
+    except Exception as error:  # the pipeline's ordered shutdown still runs
+        logger.warning("stopping the HTTP API failed: %s", error)
 
 
 if __name__ == "__main__":

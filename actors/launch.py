@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import ray
@@ -82,3 +84,19 @@ def _stop(controller: Any, timeout_s: float = STOP_TIMEOUT_S) -> None:
         logger.error("controller shutdown failed error=%s", error)
     finally:
         ray.kill(controller, no_restart=True)
+
+
+@contextmanager
+def running_system(
+    config: SystemConfig, start_timeout_s: float = START_TIMEOUT_S, stop_timeout_s: float = STOP_TIMEOUT_S
+) -> Iterator[Any]:
+    """``with running_system(config) as controller:`` the pipeline runs; on exit it stops in order.
+
+    Holding the controller's handle for the whole block matters: a non-detached actor dies when its
+    creator's last handle goes away, and would take its cameras down without the ordered shutdown.
+    """
+    controller = start_system(config, timeout_s=start_timeout_s)
+    try:
+        yield controller
+    finally:
+        _stop(controller, stop_timeout_s)

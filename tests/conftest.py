@@ -23,7 +23,7 @@ pytest_plugins = sorted(
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """GPU tests run only where a CUDA device is visible."""
     try:
-        import cupy  # noqa: F401
+        import cupy
 
         has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:

@@ -25,18 +25,15 @@ NAMESPACE = "trtseg-test-gpu-placement"
 def gpu_system(
     ray_logical_gpus: RayTestCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Any, RayTestCluster]]:
-    from actors.launch import start_system, stop_system
+    from actors.launch import running_system
 
     media = tmp_path_factory.mktemp("gpu-media")
     clip = make_test_clip(media / "clip.mp4", seconds=2.0, fps=10, size=(320, 240))
     tmp = tmp_path_factory.mktemp("gpu-system")
     cameras = [camera("east", clip, inference_fps=2), camera("west", clip, inference_fps=2)]
     config = system_config(tmp, media, NAMESPACE, cameras, cpu_segmenters=3)
-    controller = start_system(config, timeout_s=240)
-    try:
+    with running_system(config, start_timeout_s=240) as controller:
         yield controller, ray_logical_gpus
-    finally:
-        stop_system(NAMESPACE, timeout_s=120)
 
 
 def _frames(controller: Any) -> dict[str, int]:

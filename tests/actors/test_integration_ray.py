@@ -64,7 +64,7 @@ def _pushed_at_least(controller: Any, camera_id: str, frames: int) -> bool:
 def test_rtsp_and_rtmp_cameras_push_rtmp_and_store_events_in_mariadb(
     ray_local: RayTestCluster, mysql_url: str, tmp_path: Path
 ) -> None:
-    from actors.launch import start_system, stop_system
+    from actors.launch import running_system
 
     clip = make_test_clip(tmp_path / "media" / "scene.mp4", seconds=6.0, fps=25, size=(1280, 720))
     rtmp = RtmpServer(tmp_path / "nginx")
@@ -80,26 +80,25 @@ def test_rtsp_and_rtmp_cameras_push_rtmp_and_store_events_in_mariadb(
         config = system_config(tmp_path, clip.parent, NAMESPACE, cameras)
         config.sink.database_url = mysql_url  # type: ignore[assignment]
         config.pusher.bitrate_kbps = 1500
-        controller = start_system(config, timeout_s=240)
         written: dict[str, int] = {}
-        try:
-            for camera_id in ("cam-rtsp", "cam-rtmp"):
-                wait_for(
-                    lambda cid=camera_id: _pushed_at_least(controller, cid, 150),
-                    timeout_s=180,
-                    what=f"{camera_id} to push 6 s of video",
-                )
-                wait_for(
-                    lambda cid=camera_id: _output(controller, cid).get("events", 0) >= 1,
-                    timeout_s=60,
-                    what=f"{camera_id} to open an event",
-                )
-        finally:
-            for camera_id in ("cam-rtsp", "cam-rtmp"):
-                push = _output(controller, camera_id).get("push", {})
-                # The encoder is fed in real time: gaps are filled by repeating the last picture.
-                written[camera_id] = int(push.get("frames_written", 0)) + int(push.get("duplicates", 0))
-            stop_system(NAMESPACE, timeout_s=120)
+        with running_system(config, start_timeout_s=240) as controller:
+            try:
+                for camera_id in ("cam-rtsp", "cam-rtmp"):
+                    wait_for(
+                        lambda cid=camera_id: _pushed_at_least(controller, cid, 150),
+                        timeout_s=180,
+                        what=f"{camera_id} to push 6 s of video",
+                    )
+                    wait_for(
+                        lambda cid=camera_id: _output(controller, cid).get("events", 0) >= 1,
+                        timeout_s=60,
+                        what=f"{camera_id} to open an event",
+                    )
+            finally:
+                for camera_id in ("cam-rtsp", "cam-rtmp"):
+                    push = _output(controller, camera_id).get("push", {})
+                    # The encoder is fed in real time: gaps are filled by repeating the last picture.
+                    written[camera_id] = int(push.get("frames_written", 0)) + int(push.get("duplicates", 0))
     finally:
         publisher.stop()
         rtsp.stop()

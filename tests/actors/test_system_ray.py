@@ -36,7 +36,7 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def system(ray_local: RayTestCluster, clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from actors.launch import start_system, stop_system
+    from actors.launch import running_system
 
     tmp = tmp_path_factory.mktemp("actors-system")
     # Loose event rules so the rendered scene's people and cables (seen at modest scores at this
@@ -44,11 +44,8 @@ def system(ray_local: RayTestCluster, clip_dir: Path, tmp_path_factory: pytest.T
     rules = {"min_confidence": 0.25, "window": 2, "min_hits": 1, "close_after_s": 2.0}
     cam1 = camera("cam1", clip_dir / "clip.mp4", classes=["charging_cable", "person"], events=rules)
     config = system_config(tmp, clip_dir, NAMESPACE, [cam1])
-    controller = start_system(config, timeout_s=240)
-    try:
+    with running_system(config, start_timeout_s=240) as controller:
         yield controller
-    finally:
-        stop_system(NAMESPACE, timeout_s=120)
 
 
 def _camera(controller: Any, camera_id: str) -> dict[str, Any] | None:

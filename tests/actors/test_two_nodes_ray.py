@@ -25,18 +25,15 @@ NAMESPACE = "trtseg-test-two-nodes"
 def two_node_system(
     ray_two_nodes: RayTestCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Any, RayTestCluster]]:
-    from actors.launch import start_system, stop_system
+    from actors.launch import running_system
 
     media = tmp_path_factory.mktemp("two-nodes-media")
     clip = make_test_clip(media / "clip.mp4", seconds=2.0, fps=10, size=(320, 240))
     tmp = tmp_path_factory.mktemp("two-nodes-system")
     cameras = [camera("north", clip), camera("south", clip)]
     config = system_config(tmp, media, NAMESPACE, cameras, cpu_segmenters=2)
-    controller = start_system(config, timeout_s=240)
-    try:
+    with running_system(config, start_timeout_s=240) as controller:
         yield controller, ray_two_nodes
-    finally:
-        stop_system(NAMESPACE, timeout_s=120)
 
 
 def _cameras(controller: Any) -> dict[str, dict[str, Any]]:

@@ -49,18 +49,13 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def system(ray_local: RayTestCluster, media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemConfig]:
-    from actors.launch import start_system, stop_system
+    from actors.launch import running_system
 
     tmp = tmp_path_factory.mktemp("api-system")
     config = system_config(tmp, media, NAMESPACE, [camera("cam1", media / "clip.mp4", site="block-7")])
     config.api.token = TOKEN  # type: ignore[assignment]
-    # hold the handle for the module: the (non-detached) controller actor dies when no handle is left
-    controller = start_system(config, timeout_s=240)
-    try:
-        assert controller is not None
+    with running_system(config, start_timeout_s=240):
         yield config
-    finally:
-        stop_system(NAMESPACE, timeout_s=120)
 
 
 @pytest.fixture(scope="module")

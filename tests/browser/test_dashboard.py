@@ -53,7 +53,7 @@ CHROMIUM_ARGS = [
 def served(ray_local: RayTestCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemConfig]:
     from ray import serve
 
-    from actors.launch import start_system, stop_system
+    from actors.launch import running_system
     from deployments.app import deploy
 
     media = tmp_path_factory.mktemp("browser-media")
@@ -63,17 +63,12 @@ def served(ray_local: RayTestCluster, tmp_path_factory: pytest.TempPathFactory) 
     config.api.token = TOKEN  # type: ignore[assignment]
     config.api.token_for_reads = True
     config.api.port = free_port()
-    # hold the handle for the module: the (non-detached) controller actor dies when no handle is left
-    controller = start_system(config, timeout_s=240)
-    try:
-        assert controller is not None
-        deploy(config)
-        yield config
-    finally:
+    with running_system(config, start_timeout_s=240):
         try:
-            serve.shutdown()
+            deploy(config)
+            yield config
         finally:
-            stop_system(NAMESPACE, timeout_s=120)
+            serve.shutdown()
 
 
 @pytest.fixture(scope="module")

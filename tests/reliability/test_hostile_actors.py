@@ -24,7 +24,7 @@ NAMESPACE = "trtseg-test-hostile"
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
-    from actors.launch import start_system, stop_system
+    from actors.launch import running_system
 
     work = tmp_path_factory.mktemp("hostile-system")
     media = work / "media"
@@ -32,11 +32,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path
     cluster = start_cluster(head_cpus=4)
     try:
         config = build_config(work, media, NAMESPACE, [camera_entry("good", str(clip), 2.0, push="none")])
-        controller = start_system(config, timeout_s=300)
-        try:
+        with running_system(config, start_timeout_s=300) as controller:
             yield controller, media
-        finally:
-            stop_system(NAMESPACE, timeout_s=120)
     finally:
         cluster.shutdown()
 
