@@ -7,7 +7,7 @@ from other processes hits both alike; the median round is reported. Prints a mar
 (and, with --markdown-out, writes it to a file)::
 
     .venv/bin/python bench/bench_engine.py --model models/trtseg-cable-n.onnx \
-        --ref-python /tmp/refenv/bin/python --rounds 3 --iters 6
+        --ref-python .venv-ref/bin/python --rounds 3 --iters 6
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def table(rows: list[dict[str, object]], command: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "models/trtseg-cable-n.onnx")
-    parser.add_argument("--ref-python", default="/tmp/refenv/bin/python", help="Python with ultralytics installed")
+    parser.add_argument("--ref-python", default=".venv-ref/bin/python", help="Python with ultralytics installed")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--iters", type=int, default=3, help="passes over the frames per round")

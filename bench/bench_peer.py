@@ -1,7 +1,7 @@
 """The peer: the same job done the simplest way a user would without trtseg, measured like our pipeline.
 
-    /tmp/refenv/bin/python bench/bench_peer.py --cameras 1 --inference-fps 5          # CPU, one camera
-    /tmp/refenv/bin/python bench/bench_peer.py --ramp --inference-fps 5 --write
+    .venv-ref/bin/python bench/bench_peer.py --cameras 1 --inference-fps 5          # CPU, one camera
+    .venv-ref/bin/python bench/bench_peer.py --ramp --inference-fps 5 --write
     python bench/bench_peer.py --ramp --model models/trtseg-cable-n.pt --device 0 --half --sink none
 
 One process per camera, each a plain loop: read the next frame of its clip (OpenCV), at the rate a

@@ -2,7 +2,7 @@
 
 Runs in a reference environment that has ultralytics (never a trtseg dependency), e.g.::
 
-    /tmp/refenv/bin/python tools/make_parity_fixtures.py --model models/trtseg-cable-n.onnx
+    .venv-ref/bin/python tools/make_parity_fixtures.py --model models/trtseg-cable-n.onnx
 
 For every fixture image (Ultralytics' bus.jpg and zidane.jpg, plus generated scenes from
 ``datasets.scenes``) it runs ``YOLO(model, task="segment").predict`` and stores boxes, classes,
