@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
 import pytest
 
+from tests.services.http_files import serve_directory
 from tests.services.streaming import wait_until
 from trtseg.config import CameraConfig
 from trtseg.decode import CameraDecoder
 from trtseg.sources import ffmpeg_input_options
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -31,16 +24,8 @@ def hls_site(tmp_path: Path, small_clip: Path) -> Iterator[tuple[str, Path]]:
     cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(small_clip), "-c", "copy", "-f", "hls", "-hls_time", "1"]
     cmd += ["-hls_list_size", "0", "-hls_segment_filename", str(site / "s%d.ts"), str(site / "good.m3u8")]
     subprocess.run(cmd, check=True, timeout=60)
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", site
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_directory(site) as base_url:
+        yield base_url, site
 
 
 def _run(url: str, seconds: float) -> dict:

@@ -7,9 +7,6 @@ playlist served over http whose segments point at file:).
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.reliability.conftest import ffmpeg_clip, poll
+from tests.services.http_files import serve_directory
 from trtseg.config import CameraConfig, EngineConfig, PusherConfig
 from trtseg.decode import CameraDecoder
 from trtseg.frames import Frame
@@ -180,21 +178,8 @@ def playlist_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A real HTTP server on loopback serving ``tmp_path/www``; yields (base URL, directory)."""
     www = tmp_path / "www"
     www.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(www))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", www
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    with serve_directory(www) as base_url:
+        yield base_url, www
 
 
 def _playlist(segment_uri: str) -> str:
