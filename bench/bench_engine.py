@@ -48,11 +48,13 @@ VARIANTS: dict[str, dict[str, object]] = {
     "ours": {},
     "ours-spin": {"intra_op_spinning": True},  # ONNX Runtime's default threading, as Ultralytics uses
     "ours-square": {"imgsz": (640, 640)},  # square input, as a static 640 export forces
+    "ours-closed": {"open_head": "off"},  # a fixed-size export run as exported (640x640)
 }
 LABELS = {
     "ours": "trtseg",
     "ours-spin": "trtseg, ORT spinning on",
     "ours-square": "trtseg, 640x640 input",
+    "ours-closed": "trtseg, head not opened",
     "ultralytics": "ultralytics predict",
 }
 
@@ -121,6 +123,7 @@ def run_ultralytics(model: Path, batch: int, iters: int, conf: float, frames: li
         yolo.predict(group, imgsz=640, conf=conf, verbose=False)
     pre = infer = post = 0.0
     detections = n = 0
+    input_hw: list[int] = []
     start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(iters):
         for group in groups:
@@ -132,6 +135,8 @@ def run_ultralytics(model: Path, batch: int, iters: int, conf: float, frames: li
                     post + r.speed["postprocess"],
                 )
                 detections += len(r.boxes)
+                if r.masks is not None:  # masks come at the network input's size
+                    input_hw = list(r.masks.data.shape[1:])
                 # Conservative: Results keeps masks at the network's input size; trtseg also pays for
                 # resizing them to the frame, Ultralytics is not charged for that here.
             n += len(group)
@@ -143,7 +148,27 @@ def run_ultralytics(model: Path, batch: int, iters: int, conf: float, frames: li
         "infer_ms": infer / n,
         "post_ms": post / n,
         "detections_per_frame": detections / n,
+        **({"input_shape": [batch, 3, *input_hw]} if input_hw else {}),
     }
+
+
+def export_static(ref_python: str, weights: Path, out_dir: Path) -> Path:
+    """A fixed-size (``dynamic=False``, 640x640) ONNX export of ``weights``, Ultralytics' default export."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{weights.stem}-static.onnx"
+    if target.exists():
+        return target
+    staged = out_dir / weights.name
+    staged.write_bytes(weights.read_bytes())
+    code = "import sys; from ultralytics import YOLO; print(YOLO(sys.argv[1]).export(format='onnx', dynamic=False))"
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    proc = subprocess.run([ref_python, "-c", code, str(staged)], capture_output=True, text=True, env=env, timeout=900)
+    exported = staged.with_suffix(".onnx")
+    if proc.returncode != 0 or not exported.exists():
+        raise RuntimeError(f"static export failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    exported.rename(target)
+    staged.unlink()
+    return target
 
 
 def side_main(args: argparse.Namespace) -> int:
@@ -214,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--markdown-out", type=Path)
+    parser.add_argument(
+        "--export-static",
+        type=Path,
+        metavar="WEIGHTS",
+        help="time a fixed-size 640x640 export (Ultralytics' default) of these .pt weights instead of --model; "
+        "made with --ref-python into var/bench/",
+    )
     parser.add_argument("--variants", default="ours,ours-spin,ours-square", help="trtseg variants to time")
     parser.add_argument("--side", choices=[*VARIANTS, "ultralytics", "annotate"], help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
@@ -221,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     args.model = args.model if args.model.is_absolute() else (Path.cwd() / args.model).resolve()
     if args.side:
         return side_main(args)
+    if args.export_static:
+        args.model = export_static(args.ref_python, args.export_static.resolve(), ROOT / "var" / "bench")
 
     rows: list[dict[str, object]] = []
     for batch in (int(b) for b in args.batches.split(",")):
@@ -235,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.sort(key=lambda r: r["frame_ms"])
             medians[side] = runs[len(runs) // 2]
         for side in sides:
-            shape = medians[side].get("input_shape") or medians["ours"].get("input_shape", [0, 0, 0, 0])
+            shape = medians[side].get("input_shape") or [0, 0, "?", "?"]
             row = {
                 "model": args.model.name,
                 "batch": batch,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +83,15 @@ class SegmentationEngine:
         if self._backend is not None:
             return self
         info = load_model_info(self.model_path)
+        backend = create_backend(self.config.model_copy(update={"model": self.model_path}))
+        backend.load()
+        if getattr(backend, "flexible_input", False):  # a fixed-size export whose head was opened
+            info = replace(info, dynamic_hw=True, batch=None)
         if self.config.imgsz is not None and not info.dynamic_hw and tuple(self.config.imgsz) != info.imgsz:
             raise EngineError(
                 f"engine.imgsz {tuple(self.config.imgsz)} differs from the fixed input {info.imgsz} of "
-                f"{self.model_path}; re-export with dynamic=True or drop engine.imgsz"
+                f"{self.model_path}; re-export with dynamic=True, use engine.open_head, or drop engine.imgsz"
             )
-        backend = create_backend(self.config.model_copy(update={"model": self.model_path}))
-        backend.load()
         self._info, self._backend = info, backend
         logger.info(
             "segmentation engine ready",

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from engines.base import EngineError, register_backend
+from engines.head import HeadDecoder, opened_path
+from engines.model import load_model_info
 from trtseg.config import EngineConfig
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,30 @@ class OnnxRuntimeBackend:
         self._session: Any = None
         self._input_name = ""
         self._output_names: list[str] = []
+        self._head: HeadDecoder | None = None
+
+    @property
+    def flexible_input(self) -> bool:
+        """True when the session runs any batch and stride-aligned size (the head was opened)."""
+        return self._head is not None
+
+    def _model_to_run(self) -> Path:
+        """The export itself, or its opened form (``engines.head``) when configured and needed."""
+        model = Path(self.config.model)
+        if self.config.open_head == "off":
+            return model
+        info = load_model_info(model)
+        if self.config.open_head == "auto" and info.dynamic_hw and info.dynamic_batch:
+            return model
+        try:
+            path, layout = opened_path(Path(self.config.cache_dir), model, info.num_classes)
+        except EngineError as error:
+            if self.config.open_head == "on":
+                raise
+            logger.warning("running the export as it is", extra={"model": str(model), "reason": str(error)})
+            return model
+        self._head = HeadDecoder(layout)
+        return path
 
     def load(self) -> None:
         import onnxruntime as ort
@@ -92,12 +118,15 @@ class OnnxRuntimeBackend:
         spinning = "1" if self.config.intra_op_spinning else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         providers = [(p, provider_options(self.config, p)) for p in self.config.providers]
+        path = self._model_to_run()
         try:
-            self._session = ort.InferenceSession(str(self.config.model), sess_options=options, providers=providers)
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             raise EngineError(f"ONNX Runtime cannot load {self.config.model}: {exc}") from exc
         self._input_name = self._session.get_inputs()[0].name
         self._output_names = [out.name for out in self._session.get_outputs()]
+        if self._head is not None:
+            self._check_opened()
         logger.info(
             "onnxruntime session ready",
             extra={
@@ -124,9 +153,34 @@ class OnnxRuntimeBackend:
 
     @property
     def output_shapes(self) -> list[tuple[int | str, ...]]:
-        return [tuple(out.shape) for out in self.session.get_outputs()]
+        outputs = self.session.get_outputs()
+        if self._head is not None:  # what ``infer`` returns after decoding, not the head's raw tensors
+            layout = self._head.layout
+            channels = sum(int(out.shape[1]) for out in outputs if out.name in (layout.cls[0], layout.coeffs[0]))
+            return [("batch", 4 + channels, "anchors"), tuple(outputs[-1].shape)]
+        return [tuple(out.shape) for out in outputs]
+
+    def _check_opened(self) -> None:
+        """An opened graph must really run at a size other than the export's (YOLO11's attention blocks
+        bake their size in too); if it does not, fall back to the export as it is."""
+        try:
+            self.infer(np.zeros((2, 3, 96, 160), np.float32))
+        except Exception as error:
+            if self.config.open_head == "on":
+                raise EngineError(f"the opened model does not run at other sizes: {error}") from error
+            logger.warning(
+                "the opened model does not run at other sizes; running the export as it is",
+                extra={"model": str(self.config.model), "error": str(error)},
+            )
+            self._head = None
+            self._session = None
+            self.config = self.config.model_copy(update={"open_head": "off"})
+            self.load()
 
     def infer(self, batch: Any) -> tuple[Any, Any]:
         array = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._head is not None:
+            outputs = self.session.run(self._output_names, {self._input_name: array})
+            return self._head.decode(dict(zip(self._output_names, outputs, strict=True)), array.shape[2:])
         output0, output1 = self.session.run(self._output_names[:2], {self._input_name: array})
         return output0, output1

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from trtseg.config.base import Section
 
 Precision = Literal["fp32", "fp16", "int8"]
+OpenHead = Literal["auto", "on", "off"]
 
 
 class EngineConfig(Section):
@@ -37,6 +38,12 @@ class EngineConfig(Section):
     )
     max_detections: int = Field(default=100, ge=1, le=1000, description="Detections kept per frame after NMS.")
     mask_threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="Mask probability threshold.")
+    open_head: OpenHead = Field(
+        default="auto",
+        description="'onnxruntime' backend: cut the export's size-bound box decode out of the graph and decode "
+        "in NumPy, so a fixed-size (dynamic=False) export runs at rectangular sizes too. 'auto': for fixed-size "
+        "exports only; 'on': for every export; 'off': run the graph as exported.",
+    )
     intra_op_threads: int = Field(default=0, ge=0, le=256, description="CPU threads for ONNX Runtime; 0: its default.")
     intra_op_spinning: bool = Field(
         default=False,
