@@ -129,6 +129,20 @@ def _actor_pids(rig: Rig, title: str) -> list[int]:
     return pids
 
 
+def _camera_actor(rig: Rig, camera_id: str, role: str, timeout_s: float = 30.0) -> Any:
+    """The camera's live ``role`` actor; waits while the watchdog is still replacing it after an earlier fault."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        handle = ray.get(rig.controller.camera_actors.remote(camera_id), timeout=20)[role]
+        if handle is not None:
+            return handle
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"camera {camera_id!r} has had no {role} actor for {timeout_s} s")
+        time.sleep(0.5)
+
+
 def inject(rig: Rig, kind: str, rng: random.Random) -> dict[str, Any]:
     """Cause one fault (and end it, for outages); returns what was done."""
     import ray
@@ -139,8 +153,7 @@ def inject(rig: Rig, kind: str, rng: random.Random) -> dict[str, Any]:
     if kind in ("decoder", "pusher"):
         cameras = sorted(_cameras(rig.controller))
         target = rng.choice(cameras)
-        handle = ray.get(rig.controller.camera_actors.remote(target), timeout=20)[kind]
-        ray.kill(handle, no_restart=False)
+        ray.kill(_camera_actor(rig, target, kind), no_restart=False)
         done["camera"] = target
     elif kind == "sink":
         ray.kill(ray.get_actor(SINK_NAME, namespace=rig.namespace), no_restart=False)
