@@ -158,9 +158,11 @@ def inject(rig: Rig, kind: str, rng: random.Random) -> dict[str, Any]:
     elif kind == "sink":
         ray.kill(ray.get_actor(SINK_NAME, namespace=rig.namespace), no_restart=False)
     elif kind == "segmenter":
-        pids = _actor_pids(rig, "SegmenterActor")
-        if not pids:
-            raise RuntimeError("no segmenter process found")
+        deadline = time.monotonic() + 30.0
+        while not (pids := _actor_pids(rig, "SegmenterActor")):  # it may still be restarting
+            if time.monotonic() > deadline:
+                raise RuntimeError("no segmenter process found for 30 s")
+            time.sleep(0.5)
         pid = rng.choice(sorted(pids))
         os.kill(pid, signal.SIGKILL)
         done["pid"] = pid
