@@ -1,4 +1,4 @@
-"""GPU benchmark: our GPU path (frames in host memory -> boxes + frame-size masks on the host) against
+"""GPU benchmark: our GPU path (frames in host memory -> boxes + box-cropped masks on the host) against
 Ultralytics' own ``predict(half=True)`` on the same weights, on the same GPU, in one run.
 
     python bench/bench_gpu.py --model models/trtseg-cable-n.onnx --pt models/trtseg-cable-n.pt \
@@ -69,13 +69,14 @@ def bench_ours(model: Path, batch: int, frames: list[np.ndarray], budget_s: floa
     row: dict[str, Any] = {"impl": "ours", "batch": batch}
     for label, source in (("", frames), ("pinned_", pinned)):
         sets = [source[i : i + batch] for i in range(0, len(source) - batch + 1, batch)] or [source[:batch]]
-        state = {"i": 0, "instances": 0}
+        state = {"i": 0, "instances": 0, "mask_bytes": 0}
 
         def call(sets: list[list[np.ndarray]] = sets, state: dict[str, int] = state) -> None:
             chunk = sets[state["i"] % len(sets)]
             state["i"] += 1
             detections = engine.predict(chunk, conf=0.25, with_masks=True)
             state["instances"] = sum(len(d) for d in detections)
+            state["mask_bytes"] = sum(d.masks.nbytes for d in detections if d.masks is not None)
 
         times = timed(call, warmup=3, min_repeats=10, budget_s=budget_s)
         engine.total_timings = type(engine.total_timings)()
@@ -105,6 +106,7 @@ def bench_ours(model: Path, batch: int, frames: list[np.ndarray], budget_s: floa
                 f"{label}repeats": len(times),
                 f"{label}post_host_ms_per_batch": post_profile,
                 "instances_per_batch": state["instances"],
+                "mask_bytes_per_batch": state["mask_bytes"],  # InstanceMasks.nbytes: crops + geometry
             }
         )
     engine.close()

@@ -174,8 +174,9 @@ def evaluate(
         det = engine.predict([image], conf=conf, iou=iou, max_det=max_det, with_masks=True)[0]
         infer_s += time.perf_counter() - t0
         shape = image.shape[:2]
+        pred_masks = None if det.masks is None else det.masks.dense()  # the metrics compare full frames
         acc.add(
-            det.boxes, det.scores, det.class_ids, det.masks, item.boxes(shape), item.class_ids, gt_masks(item, shape)
+            det.boxes, det.scores, det.class_ids, pred_masks, item.boxes(shape), item.class_ids, gt_masks(item, shape)
         )
     result = acc.result(Path(model).name)
     result.seconds = time.perf_counter() - start

@@ -4,7 +4,8 @@ Numerics follow Ultralytics' predictor (``non_max_suppression``, ``process_mask`
 ``retina_masks=False``, ``scale_masks``, ``scale_boxes``) so results match ``YOLO.predict`` on the
 same ONNX model, but the work is only done where it matters: mask logits are computed only for
 kept detections and only over the prototype cells under their boxes, and resampled only inside the
-boxes, instead of full-frame tensors per instance.
+boxes, instead of full-frame tensors per instance. Masks come out as those box windows
+(``InstanceMasks``), never pasted into full frames.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from engines.preprocess import LetterboxGeometry, boxes_to_frame
 from trtseg.detections import Detections
+from trtseg.masks import InstanceMasks, MaskCrop
 
 MAX_WH = 7680  # class offset for class-aware NMS (Ultralytics' max_wh)
 MAX_NMS = 30000  # boxes kept for NMS, highest scores first
@@ -151,23 +153,25 @@ def process_masks(
     cand: Candidates,
     geometry: LetterboxGeometry,
     threshold: float = 0.5,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Instance masks at the frame's size, computed only around each box.
+) -> tuple[InstanceMasks, np.ndarray]:
+    """Instance masks at the frame's resolution, computed and kept only in a window around each box.
 
     Same result as Ultralytics: logits = coeffs @ protos, bilinearly upsampled to the input size,
     binarised, cropped to the (input-space) box, then the padding is cut and the binary mask is
     bilinearly resized to the frame and thresholded at 0.5. Both resizes are done by cv2 on
     block-aligned windows around the box (see ``_resize_step``), never on whole frames.
-    Returns (masks (N, H, W) bool, nonempty (N,) - whether the input-space mask had any pixel).
+    Returns (masks: N crops, each that window (0x0 when nothing reaches the frame), nonempty (N,):
+    whether the input-space mask had any pixel).
     """
     num_masks, proto_h, proto_w = protos.shape
     in_h, in_w = geometry.input_shape
     frame_h, frame_w = geometry.frame_shape
     n = cand.boxes.shape[0]
-    masks = np.zeros((n, frame_h, frame_w), dtype=bool)
+    nothing = MaskCrop(0, 0, np.zeros((0, 0), bool))
+    crops = [nothing] * n
     nonempty = np.zeros((n,), dtype=bool)
     if n == 0:
-        return masks, nonempty
+        return InstanceMasks.empty(geometry.frame_shape), nonempty
     if in_h % proto_h or in_w % proto_w or in_h // proto_h != in_w // proto_w:
         raise ValueError(f"prototypes {protos.shape[1:]} do not divide the input {geometry.input_shape}")
     up = in_h // proto_h  # 4 for YOLOv8/YOLO11
@@ -205,8 +209,8 @@ def process_masks(
             br0 + top - r0 : br1 + top - r0, bc0 + left - c0 : bc1 + left - c0
         ]
         resized = cv2.resize(src, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_LINEAR)
-        masks[i, fy0:fy1, fx0:fx1] = resized > 0.5
-    return masks, nonempty
+        crops[i] = MaskCrop(fx0, fy0, resized > 0.5)
+    return InstanceMasks.from_crops(geometry.frame_shape, crops), nonempty
 
 
 def postprocess(
@@ -228,7 +232,7 @@ def postprocess(
     results: list[Detections] = []
     for b, geometry in enumerate(geometries):
         cand = decode(output0[b], len(names), conf, iou, classes, agnostic, max_det)
-        masks: np.ndarray | None = None
+        masks: InstanceMasks | None = None
         if with_masks:
             if output1 is None:
                 raise ValueError("masks were asked for but the model gave no prototypes")

@@ -67,14 +67,19 @@ class MaskAnnotator:
     def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
         if detections.masks is None or self.alpha == 0.0 or len(detections) == 0:
             return scene
-        if detections.masks.shape[1:] != scene.shape[:2]:
-            raise ValueError(f"masks of shape {detections.masks.shape[1:]} do not fit a {scene.shape[:2]} scene")
+        masks = detections.masks
+        if masks.frame_shape != scene.shape[:2]:
+            raise ValueError(f"masks of shape {masks.frame_shape} do not fit a {scene.shape[:2]} scene")
         # Lowest score first, so the most confident instance ends up on top.
         for i in np.argsort(detections.scores, kind="stable"):
-            x0, y0, x1, y1 = _box_roi(detections.boxes[i], scene.shape)
+            bx0, by0, bx1, by1 = _box_roi(detections.boxes[i], scene.shape)
+            cx0, cy0, crop = masks.crop(int(i))
+            # Blend where the box window and the mask's crop overlap (mask pixels lie inside the box).
+            x0, y0 = max(bx0, cx0), max(by0, cy0)
+            x1, y1 = min(bx1, cx0 + crop.shape[1]), min(by1, cy0 + crop.shape[0])
             if x0 >= x1 or y0 >= y1:
                 continue
-            mask = detections.masks[i, y0:y1, x0:x1]
+            mask = crop[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
             if not mask.any():
                 continue
             roi = scene[y0:y1, x0:x1]

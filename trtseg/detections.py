@@ -1,7 +1,9 @@
 """The one result type of the system: the instances found in one frame.
 
 Like supervision's ``Detections``: plain arrays, index-aligned, cheap to slice, and convertible to
-the forms the rest of the system needs (polygons for storage and JSON, a dict for the API).
+the forms the rest of the system needs (polygons for storage and JSON, a dict for the API). Masks are
+box crops (``trtseg.masks.InstanceMasks``), never full frames: that is what keeps a batch's results
+small on the host and in Ray's object store.
 """
 
 from __future__ import annotations
@@ -13,33 +15,44 @@ from typing import Any
 import cv2
 import numpy as np
 
+from trtseg.masks import InstanceMasks
+
 
 @dataclass(slots=True)
 class Detections:
     """Instances of one frame, in that frame's pixel coordinates.
 
     boxes: (N, 4) float32 xyxy; scores: (N,) float32; class_ids: (N,) int32;
-    masks: (N, H, W) bool at the frame's size, or None when masks were not asked for.
+    masks: ``InstanceMasks`` (N crops of an (H, W) frame; ``np.asarray`` gives the (N, H, W) bool
+    array), or None when masks were not asked for.
     names: class id -> name for the model that produced them.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
-    masks: np.ndarray | None = None
+    masks: InstanceMasks | None = None
     names: dict[int, str] = field(default_factory=dict)
     frame_shape: tuple[int, int] = (0, 0)  # (height, width)
+
+    def __post_init__(self) -> None:
+        # Checked here, where a wrong producer is named, rather than in whatever consumer trips on it.
+        if self.masks is None:
+            return
+        if not isinstance(self.masks, InstanceMasks):
+            raise TypeError(f"Detections.masks is InstanceMasks (see InstanceMasks.from_dense), not {type(self.masks)}")
+        if len(self.masks) != len(self.boxes) or self.masks.frame_shape != tuple(self.frame_shape):
+            raise ValueError(f"{self.masks!r} do not fit {len(self.boxes)} instances of a {self.frame_shape} frame")
 
     @classmethod
     def empty(
         cls, frame_shape: tuple[int, int] = (0, 0), names: dict[int, str] | None = None, with_masks: bool = True
     ) -> Detections:
-        height, width = frame_shape
         return cls(
             boxes=np.zeros((0, 4), np.float32),
             scores=np.zeros((0,), np.float32),
             class_ids=np.zeros((0,), np.int32),
-            masks=np.zeros((0, height, width), bool) if with_masks else None,
+            masks=InstanceMasks.empty(frame_shape) if with_masks else None,
             names=dict(names or {}),
             frame_shape=frame_shape,
         )
@@ -67,7 +80,7 @@ class Detections:
     def areas(self) -> np.ndarray:
         """Mask areas in pixels (box areas when there are no masks)."""
         if self.masks is not None:
-            return self.masks.reshape(len(self), -1).sum(axis=1).astype(np.float64)
+            return self.masks.areas().astype(np.float64)
         wh = np.clip(self.boxes[:, 2:] - self.boxes[:, :2], 0, None)
         return (wh[:, 0] * wh[:, 1]).astype(np.float64)
 
@@ -84,8 +97,11 @@ class Detections:
             for x1, y1, x2, y2 in self.boxes.tolist():
                 out.append([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
             return out
-        for mask in self.masks:
-            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for x0, y0, crop in self.masks:
+            # On the crop, shifted by its origin: the same points as on the full frame, found faster.
+            contours, _ = cv2.findContours(
+                crop.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0)
+            )
             if not contours:
                 out.append([])
                 continue

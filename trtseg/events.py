@@ -266,8 +266,8 @@ class EventTracker:
     def _in_region(self, found: Detections, shape: tuple[int, int]) -> np.ndarray:
         """Per instance: its mask overlaps the region (its box centre lies inside it when no mask)."""
         region = self._region_mask(shape)
-        if found.masks is not None and found.masks.shape[1:] == shape:
-            return (found.masks & region[None, :, :]).reshape(len(found), -1).any(axis=1)
+        if found.masks is not None and found.masks.frame_shape == shape:
+            return found.masks.intersects(region)
         centres = (found.boxes[:, :2] + found.boxes[:, 2:]) / 2.0
         xs = np.clip(centres[:, 0].astype(int), 0, shape[1] - 1)
         ys = np.clip(centres[:, 1].astype(int), 0, shape[0] - 1)

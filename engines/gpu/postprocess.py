@@ -1,21 +1,19 @@
 """YOLOv8-seg post-processing on the GPU, down to per-frame ``Detections``.
 
-Confidence filter and class-aware NMS run on the whole batch at once; masks are assembled only for
+Confidence filter and class-aware NMS run on the whole batch at once; masks are computed only for
 the detections kept, only inside their boxes, at the frame's resolution: mask logits at prototype
 resolution (coefficients x prototypes), then one bilinear sample per frame pixel through the same
 chain of coordinate maps the CPU path applies (prototype -> network input -> frame), thresholded.
-Only boxes, scores, classes and the box-sized mask crops come back to the host.
+Only boxes, scores, classes and the box-sized mask crops come back to the host, and the crops stay
+crops: each frame's ``InstanceMasks`` are views of one host copy of the batch's crop buffer.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import mmap
-import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +24,7 @@ from engines.gpu.memory import GpuContext, to_cupy
 from engines.gpu.nms import batched_nms
 from engines.preprocess import LetterboxGeometry, boxes_to_frame
 from trtseg.detections import Detections
+from trtseg.masks import InstanceMasks
 
 logger = logging.getLogger(__name__)
 
@@ -124,19 +123,25 @@ def linear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np
     return low, high, np.clip(src - low, 0.0, 1.0).astype(np.float32)
 
 
-_LAZY_MIN_BYTES = 1 << 18
+def frame_masks(
+    crops: np.ndarray,
+    geo: np.ndarray,
+    offsets: np.ndarray,
+    image: np.ndarray,
+    geometries: Sequence[LetterboxGeometry],
+) -> list[InstanceMasks]:
+    """Each frame's ``InstanceMasks`` as views of the batch's crop buffer (no copy, no full frames).
 
-
-def lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """A zeroed bool array whose pages the OS zero-fills only when touched (anonymous mmap).
-
-    Full-frame masks are mostly zeros and only their box crops are written: this skips zeroing
-    the rest (np.zeros on recycled heap memory memsets all of it). Freed with the array.
+    ``crops`` is the flat 0/1 buffer the crop kernel wrote, owned by the caller from here on (not a
+    reused pinned buffer); row k of ``geo`` starts with crop k's x0, y0, w, h, which lies at
+    ``offsets[k]`` in ``crops``; ``image[k]`` is its frame in the batch.
     """
-    count = int(np.prod(shape, dtype=np.int64))
-    if count < _LAZY_MIN_BYTES:
-        return np.zeros(shape, dtype=bool)
-    return np.frombuffer(mmap.mmap(-1, count), dtype=bool, count=count).reshape(shape)
+    data = crops.view(bool)
+    out = []
+    for i, geom in enumerate(geometries):
+        sel = np.flatnonzero(image == i)
+        out.append(InstanceMasks.from_buffer(geom.frame_shape, geo[sel, :4], offsets[sel], data))
+    return out
 
 
 def kernel_source() -> str:
@@ -173,7 +178,6 @@ class GpuPostprocess:
         self.num_classes = len(self.names)
         self.logit_threshold = float(math.log(mask_threshold / (1.0 - mask_threshold)))
         self._taps_cache: dict[tuple[Any, ...], tuple[np.ndarray, ...]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="trtseg-masks")
         # Host milliseconds per sub-stage, summed over calls (for benchmarks and metrics).
         self.profile: dict[str, float] = {}
         self._last_mark = 0.0
@@ -211,7 +215,7 @@ class GpuPostprocess:
             self._mark("select")
             frame_boxes = self._boxes_to_frames(kept, geometries)
             self._mark("boxes")
-            masks: list[np.ndarray | None] = [None] * count
+            masks: list[InstanceMasks | None] = [None] * count
             if with_masks:
                 mask_list, nonempty = self._masks(pred, protos, kept, geometries)
                 masks = list(mask_list)
@@ -240,7 +244,7 @@ class GpuPostprocess:
         self._last_mark = now
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Nothing to release (buffers belong to the context); kept for the engine's shutdown call."""
 
     def _select(
         self, pred: Any, conf: float, iou: float, classes: Sequence[int] | None, max_det: int, agnostic: bool
@@ -338,12 +342,12 @@ class GpuPostprocess:
         protos: Any,
         kept: _Kept,
         geometries: Sequence[LetterboxGeometry],
-    ) -> tuple[list[np.ndarray], np.ndarray]:
-        """Per-frame (n, H, W) bool masks, and per-detection "mask not empty" flags."""
+    ) -> tuple[list[InstanceMasks], np.ndarray]:
+        """Per-frame box-cropped masks, and per-detection "mask not empty" flags."""
         cp = self.ctx.cp
         k_count = kept.image.size
         if k_count == 0:
-            return [np.zeros((0, *g.frame_shape), bool) for g in geometries], np.zeros(0, bool)
+            return [InstanceMasks.empty(g.frame_shape) for g in geometries], np.zeros(0, bool)
         nc = self.num_classes
         nm = int(protos.shape[1])
         mh, mw = int(protos.shape[2]), int(protos.shape[3])
@@ -391,25 +395,11 @@ class GpuPostprocess:
             )
         host_all = self.ctx.download(out_dev[: head + total], "post.out")
         nonempty = host_all[:head].view(np.int32) != 0
-        host = host_all[head:]
+        # The pinned buffer is overwritten by the next batch: one copy of the crops (a few hundred
+        # KB for a batch), which every frame's masks then view.
+        crops = host_all[head:].copy()
         self._mark("masks_gpu")
-
-        def assemble(i: int) -> np.ndarray:
-            # Fresh full-frame masks cost page faults or zeroing per instance: frames go in parallel
-            # (NumPy copies release the GIL, and the kernel faults pages in on any core).
-            sel = np.flatnonzero(kept.image == i)
-            masks = lazy_zeros((sel.size, *geometries[i].frame_shape))
-            for j, k in enumerate(sel):
-                if sizes[k]:
-                    x0, y0, cw, ch = (int(v) for v in geo[k, :4])
-                    crop = host[offsets[k] : offsets[k] + sizes[k]].reshape(ch, cw)
-                    masks[j, y0 : y0 + ch, x0 : x0 + cw] = crop.view(bool)
-            return masks
-
-        if len(geometries) > 1 and k_count > 2:
-            out = list(self._pool.map(assemble, range(len(geometries))))
-        else:
-            out = [assemble(i) for i in range(len(geometries))]
+        out = frame_masks(crops, geo, offsets, kept.image, geometries)
         self._mark("masks_host")
         return out, nonempty
 

@@ -15,6 +15,7 @@ from trtseg.config import CameraConfig, EngineConfig, PusherConfig
 from trtseg.detections import Detections
 from trtseg.events import EventRecord
 from trtseg.frames import Frame
+from trtseg.masks import InstanceMasks
 from trtseg.pipeline import CameraOutput, InferRequest, infer_grouped, stream_targets
 
 
@@ -77,7 +78,7 @@ def _cable(shape: tuple[int, int], score: float) -> Detections:
         boxes=np.array([[100, 40, 110, 120]], np.float32),
         scores=np.array([score], np.float32),
         class_ids=np.array([0], np.int32),
-        masks=mask,
+        masks=InstanceMasks.from_dense(mask),
         names={0: "charging_cable", 1: "ebike"},
         frame_shape=shape,
     )

@@ -25,6 +25,7 @@ from trtseg.detections import Detections
 from trtseg.events import EventRecord, EventTracker
 from trtseg.frames import Frame
 from trtseg.keyframes import KeyframeStore
+from trtseg.masks import InstanceMasks
 from trtseg.sink import EventSink
 from trtseg.spool import Spool, SpoolFull
 
@@ -85,7 +86,7 @@ def tracked_records() -> list[EventRecord]:
             boxes=np.array([[10, 10, 30, 30]], np.float32),
             scores=np.array([0.5 + i * 0.03], np.float32),
             class_ids=np.array([0], np.int32),
-            masks=mask,
+            masks=InstanceMasks.from_dense(mask),
             names=names,
             frame_shape=(48, 64),
         )

@@ -15,6 +15,7 @@ from trtseg.annotate import (
 )
 from trtseg.config import PusherConfig
 from trtseg.detections import Detections
+from trtseg.masks import InstanceMasks
 
 NAMES = {0: "charging_cable", 1: "e_bike", 2: "person"}
 
@@ -28,7 +29,7 @@ def scene_and_detections() -> tuple[np.ndarray, Detections]:
         boxes=np.array([[290, 190, 360, 410], [890, 490, 1110, 610]], np.float32),
         scores=np.array([0.91, 0.55], np.float32),
         class_ids=np.array([0, 2], np.int32),
-        masks=masks,
+        masks=InstanceMasks.from_dense(masks),
         names=NAMES,
         frame_shape=(720, 1280),
     )
@@ -39,7 +40,7 @@ def test_mask_annotator_blends_exactly_the_mask_pixels():
     scene, dets = scene_and_detections()
     out = MaskAnnotator(alpha=0.5).annotate(scene.copy(), dets)
     changed = (out != scene).any(axis=2)
-    assert np.array_equal(changed, dets.masks.any(axis=0))
+    assert np.array_equal(changed, dets.masks.dense().any(axis=0))
     expected = np.round(90 * 0.5 + np.array(class_color(0)) * 0.5)
     np.testing.assert_allclose(out[300, 320], expected, atol=1)
 
@@ -103,7 +104,7 @@ def test_draw_follows_pusher_flags_and_copies():
     nothing = draw(scene, dets, PusherConfig(draw_boxes=False, draw_labels=False, draw_overlay=False, mask_alpha=0.0))
     assert np.array_equal(nothing, scene)
     only_masks = draw(scene, dets, PusherConfig(draw_boxes=False, draw_labels=False, draw_overlay=False))
-    assert np.array_equal((only_masks != scene).any(axis=2), dets.masks.any(axis=0))
+    assert np.array_equal((only_masks != scene).any(axis=2), dets.masks.dense().any(axis=0))
 
 
 def test_empty_detections_draw_only_overlay():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -17,7 +18,10 @@ import numpy as np
 import pytest
 
 from engines.engine import PROJECT_ROOT, SegmentationEngine
+from engines.postprocess import Candidates, decode
+from engines.preprocess import LetterboxGeometry, preprocess
 from trtseg.config import EngineConfig
+from trtseg.masks import InstanceMasks
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "parity"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text()) if (FIXTURES / "manifest.json").exists() else None
@@ -66,6 +70,7 @@ def test_matches_ultralytics(engine: SegmentationEngine, image_name: str):
     assert image is not None, image_name
     ours = engine.predict([image], conf=ref["conf"], iou=MANIFEST["iou"], max_det=300)[0]
     assert ours.masks is not None and ours.masks.shape[1:] == image.shape[:2]
+    our_masks = ours.masks.dense()
     assert len(ref["scores"]) > 0 or len(ours) == 0
 
     ious = box_iou(ref["boxes"], ours.boxes) if len(ours) and len(ref["scores"]) else np.zeros((len(ref["scores"]), 0))
@@ -81,7 +86,7 @@ def test_matches_ultralytics(engine: SegmentationEngine, image_name: str):
         matched_ref.add(int(r))
         matched_ours.add(int(o))
         assert ious[r, o] >= 0.99, f"{image_name}: box IoU {ious[r, o]:.4f} for instance {r}"
-        a, b = ref["masks"][r], ours.masks[o]
+        a, b = ref["masks"][r], our_masks[o]
         union = np.logical_or(a, b).sum()
         mask_iou = np.logical_and(a, b).sum() / union if union else 1.0
         assert mask_iou >= 0.95, f"{image_name}: mask IoU {mask_iou:.4f} for instance {r} ({a.sum()} px)"
@@ -90,3 +95,49 @@ def test_matches_ultralytics(engine: SegmentationEngine, image_name: str):
     for o in set(range(len(ours))) - matched_ours:
         assert abs(ours.scores[o] - ref["conf"]) < SCORE_MARGIN, f"{image_name}: extra instance {o}"
     assert len(matched_ref) >= len(ref["scores"]) - 1
+
+
+def full_frame_masks(protos: np.ndarray, cand: Candidates, geom: LetterboxGeometry, threshold: float) -> np.ndarray:
+    """The engine's masks as they used to be made: per instance, whole-image resizes into a full frame.
+
+    Logits at prototype resolution -> cv2 bilinear to the network input -> thresholded, cut to the box
+    -> the content region cv2-resized to the frame -> > 0.5. Instances with no pixel at the input are
+    dropped, as the engine drops them.
+    """
+    nm, ph, pw = protos.shape
+    in_h, in_w = geom.input_shape
+    left, top, right, bottom = geom.content_box
+    frame_h, frame_w = geom.frame_shape
+    logit_threshold = math.log(threshold / (1 - threshold))
+    rows, cols = np.arange(in_h)[:, None], np.arange(in_w)[None, :]
+    masks, nonempty = [], []
+    for coeffs, (x1, y1, x2, y2) in zip(cand.coeffs, cand.boxes.astype(np.float64), strict=True):
+        logits = (coeffs @ protos.reshape(nm, -1)).reshape(ph, pw)
+        binary = cv2.resize(logits, (in_w, in_h), interpolation=cv2.INTER_LINEAR) > logit_threshold
+        binary &= (rows >= y1) & (rows < y2) & (cols >= x1) & (cols < x2)
+        content = binary[top:bottom, left:right].astype(np.float32)
+        masks.append(cv2.resize(content, (frame_w, frame_h), interpolation=cv2.INTER_LINEAR) > 0.5)
+        nonempty.append(binary.any())
+    return np.array(masks, bool).reshape(-1, frame_h, frame_w)[np.array(nonempty, bool)]
+
+
+@pytest.mark.parametrize("image_name", sorted(MANIFEST["images"]) if MANIFEST else [])
+def test_box_cropped_masks_equal_full_frame_masks(engine: SegmentationEngine, image_name: str):
+    """Masks kept as box crops are, densified, the full-frame masks bit for bit; polygons and areas too."""
+    image = cv2.imread(str(FIXTURES / image_name))
+    ours = engine.predict([image], conf=0.05, iou=0.7, max_det=300)[0]
+    batch, geometries = preprocess([image], engine.target_size, engine.info.stride, engine.rectangular)
+    out0, out1 = (np.asarray(out) for out in engine.backend.infer(batch))
+    cand = decode(out0[0], len(engine.names), conf=0.05, iou=0.7, max_det=300)
+    expected = full_frame_masks(out1[0], cand, geometries[0], engine.config.mask_threshold)
+
+    assert isinstance(ours.masks, InstanceMasks) and len(ours) == len(expected) > 0
+    np.testing.assert_array_equal(ours.masks.dense(), expected)
+    np.testing.assert_array_equal(ours.areas, expected.reshape(len(expected), -1).sum(axis=1))
+    assert ours.masks.nbytes < expected.nbytes / 4, "crops should be far smaller than full frames"
+    polygons = []
+    for mask in expected:  # the full-frame contour search the crops replaced
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        largest = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 1.0, True) if contours else None
+        polygons.append([] if largest is None else largest.reshape(-1, 2).astype(float).tolist())
+    assert ours.polygons() == polygons

@@ -196,7 +196,8 @@ def test_roi_masks_match_full_frame_reference(frame, rect):
     boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
     coeffs = rng.normal(0, 1, (n, 32)).astype(np.float32)
     cand = Candidates(boxes, np.ones(n, np.float32), np.zeros(n, np.int32), coeffs)
-    ours, nonempty = process_masks(protos, cand, geom)
+    crops, nonempty = process_masks(protos, cand, geom)
+    ours = crops.dense()
     ref = ref_masks(protos, coeffs, boxes, geom)
     assert ours.shape == ref.shape == (n, *frame)
     mismatch = (ours != ref).reshape(n, -1).sum(1)
@@ -214,8 +215,8 @@ def test_mask_threshold_is_a_probability():
         np.zeros(1, np.int32),
         np.full((1, 32), 0.05, np.float32),  # logit 1.6 -> p = 0.83
     )
-    assert process_masks(protos, cand, geom, 0.8)[0].all()
-    assert not process_masks(protos, cand, geom, 0.9)[0].any()
+    assert process_masks(protos, cand, geom, 0.8)[0].dense().all()
+    assert not process_masks(protos, cand, geom, 0.9)[0].dense().any()
 
 
 def test_postprocess_drops_instances_without_mask_and_scales_boxes():
@@ -228,6 +229,7 @@ def test_postprocess_drops_instances_without_mask_and_scales_boxes():
     assert dets.class_ids.tolist() == [0]
     np.testing.assert_allclose(dets.boxes[0], [540, 260, 740, 460])
     assert dets.masks.shape == (1, 720, 1280)
-    assert dets.masks[0, 262:458, 542:738].all() and not dets.masks[0, :, :530].any()
+    dense = dets.masks.dense()
+    assert dense[0, 262:458, 542:738].all() and not dense[0, :, :530].any()
     no_masks = postprocess(pred, None, [geom], {0: "a", 1: "b", 2: "c"}, conf=0.5, with_masks=False)[0]
     assert no_masks.masks is None and len(no_masks) == 2

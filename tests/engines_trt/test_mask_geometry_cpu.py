@@ -1,22 +1,26 @@
 """The host half of the GPU mask path, checked on the CPU against the CPU post-processing.
 
-The mask kernel's arithmetic is mirrored here in NumPy (same taps, same order of operations) so the
-crop windows and frame ranges computed by ``GpuPostprocess`` on the host are proven to give the CPU
-path's masks pixel for pixel; the kernel itself is compared on the GPU in tests/gpu.
+The mask kernel's arithmetic is mirrored here in NumPy (same taps, same order of operations, same
+flat crop buffer) so the crop windows and frame ranges computed by ``GpuPostprocess`` on the host,
+and the split of that buffer into each frame's ``InstanceMasks``, are proven to give the CPU path's
+masks pixel for pixel; the kernel itself is compared on the GPU in tests/gpu.
 """
 
 from __future__ import annotations
+
+import pickle
 
 import cv2
 import numpy as np
 import pytest
 
-from engines.gpu.postprocess import GpuPostprocess, lazy_zeros, linear_taps
+from engines.gpu.postprocess import GpuPostprocess, frame_masks, linear_taps
 from engines.postprocess import Candidates, process_masks
 from engines.preprocess import batch_geometry
 
 
-def kernel_twin(protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, geom) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+def kernel_twin(protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, geom):  # type: ignore[no-untyped-def]
+    """(flat uint8 crop buffer, geo, offsets, nonempty), laid out as ``GpuPostprocess._masks`` and the kernel do."""
     nm, mh, mw = protos.shape
     in_h, in_w = geom.input_shape
     frame_h, frame_w = geom.frame_shape
@@ -29,7 +33,10 @@ def kernel_twin(protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, geom)
     fyl, fyh, fwy = linear_taps(frame_h, bottom - top)
     fxl, fxh, fwx = linear_taps(frame_w, right - left)
     fyl, fyh, fxl, fxh = fyl + top, fyh + top, fxl + left, fxh + left
-    masks = np.zeros((len(boxes), frame_h, frame_w), bool)
+    sizes = geo[:, 2].astype(np.int64) * geo[:, 3]
+    offsets = np.zeros(len(boxes), np.int64)
+    offsets[1:] = np.cumsum(sizes)[:-1]
+    out = np.zeros(int(sizes.sum()), np.uint8)
     nonempty = np.zeros(len(boxes), bool)
     for k in range(len(boxes)):
         x0, y0, cw, ch, c0, c1, r0, r1 = (int(v) for v in geo[k, :8])
@@ -52,8 +59,9 @@ def kernel_twin(protos: np.ndarray, coeffs: np.ndarray, boxes: np.ndarray, geom)
         nonempty[k] = bool(b00.any() or b10.any() or b01.any() or b11.any())
         col0 = b00 * (1 - fwy[ys]) + b10 * fwy[ys]
         col1 = b01 * (1 - fwy[ys]) + b11 * fwy[ys]
-        masks[k, y0 : y0 + ch, x0 : x0 + cw] = (col0 * (1 - fwx[xs]) + col1 * fwx[xs]) > 0.5
-    return masks, nonempty
+        crop = (col0 * (1 - fwx[xs]) + col1 * fwx[xs]) > 0.5
+        out[offsets[k] : offsets[k] + sizes[k]] = crop.reshape(-1)  # row-major, as dst[i], i = y * cw + x
+    return out, geo, offsets, nonempty
 
 
 @pytest.mark.parametrize("frame", [(720, 1280), (480, 640), (720, 405), (333, 517)])
@@ -71,10 +79,13 @@ def test_gpu_mask_geometry_reproduces_the_cpu_masks(frame: tuple[int, int]) -> N
     expected, expected_nonempty = process_masks(
         protos, Candidates(boxes, np.ones(n, np.float32), np.zeros(n, np.int32), coeffs), geom, 0.5
     )
-    got, nonempty = kernel_twin(protos, coeffs, boxes, geom)
-    assert expected.any(), "no mask pixels: the comparison would prove nothing"
+    crops, geo, offsets, nonempty = kernel_twin(protos, coeffs, boxes, geom)
+    (got,) = frame_masks(crops, geo, offsets, np.zeros(n, np.int64), [geom])
+    assert expected.dense().any(), "no mask pixels: the comparison would prove nothing"
     np.testing.assert_array_equal(nonempty, expected_nonempty)
-    np.testing.assert_array_equal(got, expected)
+    assert got.shape == expected.shape == (n, *frame)
+    np.testing.assert_array_equal(got.dense(), expected.dense())
+    np.testing.assert_array_equal(got.areas(), expected.areas())
 
 
 def test_linear_taps_follow_the_half_pixel_convention() -> None:
@@ -84,10 +95,31 @@ def test_linear_taps_follow_the_half_pixel_convention() -> None:
     np.testing.assert_allclose(weight, [0, 0.25, 0.75, 0.25, 0.75, 0.25, 0.75, 0.25])
 
 
-def test_lazy_zeros_is_a_writable_zeroed_bool_array() -> None:
-    for shape in [(0, 720, 1280), (1, 4, 4), (3, 720, 1280)]:
-        masks = lazy_zeros(shape)
-        assert masks.shape == shape and masks.dtype == bool and masks.flags.writeable
-        assert not masks.any()
-    masks[1, 10:20, 30:40] = True
-    assert masks.sum() == 100 and masks[[0, 2]].sum() == 0
+def test_frame_masks_split_a_batch_buffer_into_views_per_frame() -> None:
+    """Crops of several frames (in any order, some 0x0) in one flat buffer: each frame gets its own."""
+    rng = np.random.default_rng(3)
+    frames = [(720, 1280), (17, 29), (480, 640), (720, 1280)]
+    geometries = batch_geometry(frames, (640, 640), 32, True)
+    image = np.array([0, 2, 0, 0, 2, 3, 1, 2, 0, 3], np.int64)
+    geo = np.zeros((image.size, 14), np.int32)
+    for k, i in enumerate(image):
+        height, width = frames[i]
+        if k in (3, 7):
+            continue  # a box whose window reaches no frame pixel: 0x0 at (0, 0), as _crop_geometry gives
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        geo[k, :4] = x0, y0, rng.integers(1, width - x0 + 1), rng.integers(1, height - y0 + 1)
+    sizes = geo[:, 2].astype(np.int64) * geo[:, 3]
+    offsets = np.zeros(image.size, np.int64)
+    offsets[1:] = np.cumsum(sizes)[:-1]
+    crops = (rng.random(int(sizes.sum())) > 0.5).astype(np.uint8)
+    got = frame_masks(crops, geo, offsets, image, geometries)
+    assert [m.frame_shape for m in got] == frames and [len(m) for m in got] == [4, 1, 3, 2]
+    for i, masks in enumerate(got):
+        rows = np.flatnonzero(image == i)
+        expected = np.zeros((rows.size, *frames[i]), bool)
+        for j, k in enumerate(rows):
+            x0, y0, w, h = (int(v) for v in geo[k, :4])
+            expected[j, y0 : y0 + h, x0 : x0 + w] = crops[offsets[k] : offsets[k] + sizes[k]].reshape(h, w)
+        np.testing.assert_array_equal(masks.dense(), expected)
+        assert np.shares_memory(masks.data, crops) or masks.data.size == 0  # views, not copies
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(masks)).dense(), expected)

@@ -13,6 +13,7 @@ from trtseg.config import CameraConfig
 from trtseg.detections import Detections
 from trtseg.events import EventRecord, EventTracker
 from trtseg.frames import Frame
+from trtseg.masks import InstanceMasks
 
 NAMES = {0: "charging_cable", 1: "person", 2: "window"}
 H, W = 48, 64
@@ -42,7 +43,7 @@ def dets(*items: tuple[int, float, tuple[int, int, int, int]], masks: bool = Tru
         boxes=boxes,
         scores=np.array([s for _, s, _ in items], np.float32),
         class_ids=np.array([c for c, _, _ in items], np.int32),
-        masks=mask_arr if masks else None,
+        masks=InstanceMasks.from_dense(mask_arr) if masks else None,
         names=NAMES,
         frame_shape=(H, W),
     )

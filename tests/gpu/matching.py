@@ -1,10 +1,15 @@
-"""Comparing two sets of detections of one frame: same instances, boxes and masks within bounds."""
+"""Comparing two sets of detections of one frame: same instances, boxes and masks within bounds.
+
+Masks are compared as full frames (densified ``InstanceMasks``), so paths that crop differently
+around the same pixels compare equal.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from trtseg.detections import Detections
+from trtseg.masks import InstanceMasks
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -51,12 +56,15 @@ def assert_same_detections(
     pairs = match(reference, other)
     assert len(pairs) == len(reference), f"only {len(pairs)} of {len(reference)} instances matched by class"
     mask_ious: list[float] = []
+    ref_masks = other_masks = None
+    if reference.masks is not None:
+        assert isinstance(other.masks, InstanceMasks) and other.masks.frame_shape == reference.frame_shape
+        ref_masks, other_masks = reference.masks.dense(), other.masks.dense()
     for r, o, iou in pairs:
         assert iou >= box_iou_min, f"instance {r}: box IoU {iou:.4f} < {box_iou_min}"
         assert abs(float(reference.scores[r]) - float(other.scores[o])) < 0.02
-        if reference.masks is not None:
-            assert other.masks is not None
-            m = mask_iou(reference.masks[r], other.masks[o])
+        if ref_masks is not None and other_masks is not None:
+            m = mask_iou(ref_masks[r], other_masks[o])
             assert m >= mask_iou_min, f"instance {r}: mask IoU {m:.4f} < {mask_iou_min}"
             mask_ious.append(m)
     return mask_ious

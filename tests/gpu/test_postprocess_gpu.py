@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from engines.postprocess import nms as cpu_nms
 from engines.postprocess import postprocess
 from engines.preprocess import preprocess
 from tests.gpu.matching import assert_same_detections
+from trtseg.masks import InstanceMasks
 
 pytestmark = pytest.mark.gpu
 
@@ -46,12 +48,33 @@ def test_gpu_postprocess_matches_cpu(gpu_context, cpu_outputs, nms: str, conf: f
         with gpu_context.device:
             got = post.run(cp.asarray(out0), cp.asarray(out1), geometries, conf=conf, iou=0.7, max_det=300)
         for ref, ours in zip(expected, got, strict=True):
-            assert ours.masks is not None and ours.masks.dtype == bool
+            assert isinstance(ours.masks, InstanceMasks) and ours.masks.dense().dtype == bool
             assert ours.masks.shape == (len(ours), *ref.frame_shape)
             mask_ious += assert_same_detections(ref, ours, box_iou_min=0.99, mask_iou_min=0.95)
             total += len(ref)
     assert total > 0, "the model found nothing: this comparison would prove nothing"
     print(f"nms={nms} conf={conf}: {total} instances, mean mask IoU {np.mean(mask_ious):.5f}")
+
+
+def test_masks_outlive_the_next_batch_and_pickle(gpu_context, cpu_outputs) -> None:  # type: ignore[no-untyped-def]
+    """Each frame's masks view the batch's host copy of the crops, never the reused pinned buffer."""
+    from engines.gpu.postprocess import GpuPostprocess
+
+    info, runs = cpu_outputs
+    post = GpuPostprocess(gpu_context, info.names)
+    cp = gpu_context.cp
+    _frames, geometries, out0, out1 = runs[0]
+    first = post.run(cp.asarray(out0), cp.asarray(out1), geometries, conf=0.05)
+    snapshot = [d.masks.dense() for d in first]
+    assert sum(len(d) for d in first) > 0, "nothing found: this test would prove nothing"
+    for _frames, other_geometries, other0, other1 in (runs[1], runs[0]):
+        post.run(cp.asarray(other0), cp.asarray(other1), other_geometries, conf=0.25)
+    for dets, dense in zip(first, snapshot, strict=True):
+        assert np.array_equal(dets.masks.dense(), dense), "masks changed when the next batch ran"
+        again = pickle.loads(pickle.dumps(dets))
+        assert np.array_equal(again.masks.dense(), dense) and again.masks.nbytes == dets.masks.nbytes
+        assert again.masks.data.size == int(dets.masks.sizes.sum())  # only this frame's crops travel
+        assert np.array_equal(again.masks.areas(), dense.reshape(len(dets), -1).sum(axis=1))
 
 
 def test_class_filter_max_det_and_no_masks(gpu_context, cpu_outputs) -> None:  # type: ignore[no-untyped-def]
