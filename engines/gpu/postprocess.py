@@ -22,6 +22,7 @@ import numpy as np
 from engines.base import EngineError
 from engines.gpu.memory import GpuContext, to_cupy
 from engines.gpu.nms import batched_nms
+from engines.postprocess import MAX_WH, nms
 from engines.preprocess import LetterboxGeometry, boxes_to_frame
 from trtseg.detections import Detections
 from trtseg.masks import InstanceMasks
@@ -31,17 +32,19 @@ logger = logging.getLogger(__name__)
 MAX_NMS = 30000  # Ultralytics' cap on candidates per image entering NMS
 
 _MASK_KERNELS = r"""
-// Mask logits at prototype resolution for each kept detection: coeffs (K, nm) . protos[img] (nm, P).
-extern "C" __global__ void mask_logits(const float* __restrict__ coeffs, const long long* __restrict__ image_of,
-                                       const float* __restrict__ protos, float* __restrict__ out, int k_count,
-                                       int nm, int p_count) {
+// Mask logits at prototype resolution for each kept detection: coeffs . protos[img] (nm, P), the
+// coefficients read straight from the predictions (B, channels, anchors) at the detection's anchor.
+extern "C" __global__ void mask_logits(const float* __restrict__ pred, const int channels, const int anchors,
+                                       const int coeff_start, const long long* __restrict__ image_of,
+                                       const long long* __restrict__ anchor_of, const float* __restrict__ protos,
+                                       float* __restrict__ out, int k_count, int nm, int p_count) {
     const int p = blockIdx.x * blockDim.x + threadIdx.x;
     const int k = blockIdx.y;
     if (p >= p_count || k >= k_count) return;
-    const float* c = coeffs + (long long)k * nm;
+    const float* c = pred + ((long long)image_of[k] * channels + coeff_start) * anchors + anchor_of[k];
     const float* pr = protos + image_of[k] * (long long)nm * p_count + p;
     float acc = 0.f;
-    for (int m = 0; m < nm; ++m) acc += c[m] * pr[(long long)m * p_count];
+    for (int m = 0; m < nm; ++m) acc += c[(long long)m * anchors] * pr[(long long)m * p_count];
     out[(long long)k * p_count + p] = acc;
 }
 
@@ -144,8 +147,44 @@ def frame_masks(
     return out
 
 
+_SELECT_KERNEL = r"""
+// Confidence filter for the whole batch in one pass: per anchor its best class (first on ties, as
+// argmax), dropped unless above conf, allowed, and with a finite box; survivors are appended to
+// rows (image, anchor, class, score, x1, y1, x2, y2 in input pixels) through an atomic counter.
+// Rows past cap are counted but not written, so the host knows when to take the general path.
+extern "C" __global__ void select_candidates(const float* __restrict__ pred, const int batch, const int channels,
+                                             const int anchors, const int nc, const float conf,
+                                             const unsigned char* __restrict__ allowed, const int cap,
+                                             float* __restrict__ rows, int* __restrict__ count) {
+    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (long long)batch * anchors) return;
+    const int b = (int)(t / anchors), a = (int)(t % anchors);
+    const float* p = pred + (long long)b * channels * anchors + a;
+    float best = p[4LL * anchors];
+    int cls = 0;
+    for (int c = 1; c < nc; ++c) {
+        const float v = p[(long long)(4 + c) * anchors];
+        if (v > best) { best = v; cls = c; }
+    }
+    if (!(best > conf) || !allowed[cls]) return;
+    const float cx = p[0], cy = p[(long long)anchors];
+    const float hw = p[2LL * anchors] / 2.f, hh = p[3LL * anchors] / 2.f;
+    if (!(isfinite(cx) && isfinite(cy) && isfinite(hw) && isfinite(hh))) return;
+    const int i = atomicAdd(count, 1);
+    if (i >= cap) return;
+    float* r = rows + (long long)i * 8;
+    r[0] = (float)b; r[1] = (float)a; r[2] = (float)cls; r[3] = best;
+    r[4] = cx - hw; r[5] = cy - hh; r[6] = cx + hw; r[7] = cy + hh;
+}
+"""
+
+SELECT_CAP = 1 << 16  # candidate rows the selection kernel holds; more take the general path
+PREFETCH_ROWS = 1024  # rows downloaded with the count in the same copy (one sync for most frames)
+HOST_NMS_MAX = 1024  # up to this many candidates NMS runs on the host (cheaper than GPU launches)
+
+
 def kernel_source() -> str:
-    return _MASK_KERNELS
+    return _MASK_KERNELS + _SELECT_KERNEL
 
 
 @dataclass(slots=True)
@@ -184,9 +223,11 @@ class GpuPostprocess:
         cp = context.cp
         with context.device:
             # No FMA contraction: the tap arithmetic must round exactly as the CPU path's float32 does.
-            module = cp.RawModule(code=_MASK_KERNELS, options=("--std=c++17", "--fmad=false"))
+            module = cp.RawModule(code=kernel_source(), options=("--std=c++17", "--fmad=false"))
             self._logits_kernel = module.get_function("mask_logits")
             self._crops_kernel = module.get_function("mask_crops")
+            self._select_kernel = module.get_function("select_candidates")
+        self._allowed_cache: dict[tuple[int, ...] | None, Any] = {}
 
     def run(
         self,
@@ -205,7 +246,7 @@ class GpuPostprocess:
         if count == 0:
             return []
         with self.ctx.active():
-            pred = to_cupy(output0)[:count]
+            pred = self.ctx.cp.ascontiguousarray(to_cupy(output0)[:count], dtype=self.ctx.cp.float32)
             protos = to_cupy(output1)[:count]
             nc = self.num_classes
             if pred.ndim != 3 or pred.shape[1] < 4 + nc:
@@ -249,6 +290,111 @@ class GpuPostprocess:
     def _select(
         self, pred: Any, conf: float, iou: float, classes: Sequence[int] | None, max_det: int, agnostic: bool
     ) -> _Kept:
+        """Confidence filter in one kernel, then NMS on the host (few candidates) or the GPU (many).
+
+        Launch and sync overheads dominate at small batches: the kernel replaces a dozen array
+        operations and the candidates come back with their count in one copy.
+        """
+        cp = self.ctx.cp
+        batch, channels, anchors = (int(v) for v in pred.shape)
+        pred32 = cp.ascontiguousarray(pred, dtype=cp.float32)
+        # One buffer: the count (int32 bits in element 0) in an 8-float header, then the rows.
+        buffer = self.ctx.device_buffer("post.select", (8 + 8 * SELECT_CAP,), np.float32)
+        counter = buffer[:1].view(cp.int32)
+        counter.fill(0)
+        threads = 256
+        self._select_kernel(
+            ((batch * anchors + threads - 1) // threads,),
+            (threads,),
+            (
+                pred32,
+                np.int32(batch),
+                np.int32(channels),
+                np.int32(anchors),
+                np.int32(self.num_classes),
+                np.float32(conf),
+                self._allowed(classes),
+                np.int32(SELECT_CAP),
+                buffer[8:],
+                counter,
+            ),
+        )
+        head = self.ctx.download(buffer[: 8 + 8 * PREFETCH_ROWS], "post.select")  # the one sync
+        found = int(head[:1].view(np.int32)[0])
+        if found > SELECT_CAP:
+            return self._select_general(pred, conf, iou, classes, max_det, agnostic)
+        if found <= PREFETCH_ROWS and found <= HOST_NMS_MAX:
+            return self._host_nms(head[8 : 8 + 8 * found].reshape(found, 8).copy(), iou, max_det, agnostic)
+        rows = buffer[8 : 8 + 8 * found].reshape(found, 8)
+        if found <= HOST_NMS_MAX:
+            return self._host_nms(self.ctx.download(rows, "post.rows").copy(), iou, max_det, agnostic)
+        return self._device_nms(rows, iou, max_det, agnostic)
+
+    def _allowed(self, classes: Sequence[int] | None) -> Any:
+        """Per-class 0/1 flags on the device (all 1 without a class filter), cached per filter."""
+        key = None if classes is None else tuple(sorted({int(c) for c in classes}))
+        flags = self._allowed_cache.get(key)
+        if flags is None:
+            lookup = np.ones(self.num_classes, np.uint8) if key is None else np.zeros(self.num_classes, np.uint8)
+            if key is not None:
+                lookup[[c for c in key if 0 <= c < self.num_classes]] = 1
+            flags = self.ctx.cp.asarray(lookup)
+            if len(self._allowed_cache) > 32:
+                self._allowed_cache.clear()
+            self._allowed_cache[key] = flags
+        return flags
+
+    def _host_nms(self, rows: np.ndarray, iou: float, max_det: int, agnostic: bool) -> _Kept:
+        """NMS per frame on the host, as the CPU path does it (same order, same float32 arithmetic)."""
+        if rows.shape[0] == 0:
+            return self._kept_from_rows(rows, max_det)
+        rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]  # by frame, then anchor: the CPU path's order
+        kept: list[np.ndarray] = []
+        starts = np.flatnonzero(np.r_[True, rows[1:, 0] != rows[:-1, 0]]).tolist()
+        for start, end in zip(starts, [*starts[1:], rows.shape[0]], strict=True):
+            frame = rows[start:end]
+            if frame.shape[0] > MAX_NMS:
+                frame = frame[np.sort(np.argsort(-frame[:, 3], kind="stable")[:MAX_NMS])]
+            boxes = frame[:, 4:8]
+            if not agnostic:
+                boxes = boxes + (frame[:, 2] * np.float32(MAX_WH))[:, None]
+            kept.append(frame[nms(boxes, frame[:, 3], iou, max_keep=max_det)])
+        return self._kept_from_rows(np.concatenate(kept), max_det)
+
+    def _device_nms(self, rows: Any, iou: float, max_det: int, agnostic: bool) -> _Kept:
+        """NMS on the GPU for many candidates (large batches)."""
+        cp = self.ctx.cp
+        if rows.shape[0] > MAX_NMS:  # a frame may exceed Ultralytics' cap: keep each frame's best
+            order = cp.lexsort(cp.stack([-rows[:, 3], rows[:, 0]]))
+            rows = rows[order]
+            frames = cp.ascontiguousarray(rows[:, 0])
+            starts = cp.searchsorted(frames, frames, side="left")
+            rows = rows[(cp.arange(rows.shape[0]) - starts) < MAX_NMS]
+        image = rows[:, 0].astype(cp.int64)
+        groups = image if agnostic else image * self.num_classes + rows[:, 2].astype(cp.int64)
+        keep = batched_nms(rows[:, 4:8], rows[:, 3], groups, iou, prefer_torch=self.nms != "cupy")
+        return self._kept_from_rows(self.ctx.download(rows[keep], "post.packed").astype(np.float64), max_det)
+
+    @staticmethod
+    def _kept_from_rows(host: np.ndarray, max_det: int) -> _Kept:
+        """Rows (image, anchor, class, score, box) in score order -> each frame's best ``max_det``."""
+        # A stable sort by frame keeps the score order within each frame.
+        host = host[np.argsort(host[:, 0], kind="stable")]
+        image = host[:, 0].astype(np.int64)
+        ranks = np.arange(image.size) - np.searchsorted(image, image, side="left")
+        host = host[ranks < max_det]
+        return _Kept(
+            image=host[:, 0].astype(np.int64),
+            anchor=host[:, 1].astype(np.int64),
+            boxes_input=host[:, 4:8].astype(np.float32),
+            scores=host[:, 3].astype(np.float32),
+            class_ids=host[:, 2].astype(np.int64),
+        )
+
+    def _select_general(
+        self, pred: Any, conf: float, iou: float, classes: Sequence[int] | None, max_det: int, agnostic: bool
+    ) -> _Kept:
+        """Array-operation selection for any number of candidates (the kernel's overflow path)."""
         cp = self.ctx.cp
         nc = self.num_classes
         cls_scores = pred[:, 4 : 4 + nc, :]
@@ -280,20 +426,8 @@ class GpuPostprocess:
             ],
             axis=1,
         )
-        host = self.ctx.download(packed, "post.packed").copy()  # the one sync of selection
-        # batched_nms orders by score over the whole batch; a stable sort by frame keeps that order
-        # within each frame, so each frame's first max_det are its best.
-        host = host[np.argsort(host[:, 0], kind="stable")]
-        image = host[:, 0].astype(np.int64)
-        ranks = np.arange(image.size) - np.searchsorted(image, image, side="left")
-        host = host[ranks < max_det]
-        return _Kept(
-            image=host[:, 0].astype(np.int64),
-            anchor=host[:, 1].astype(np.int64),
-            boxes_input=host[:, 4:8].astype(np.float32),
-            scores=host[:, 3].astype(np.float32),
-            class_ids=host[:, 2].astype(np.int64),
-        )
+        # batched_nms orders by score over the whole batch; the stable sort by frame keeps that order.
+        return self._kept_from_rows(self.ctx.download(packed, "post.packed").copy(), max_det)
 
     def _cap_candidates(self, image_idx: Any, anchor_idx: Any, scores: Any) -> tuple[Any, Any, Any]:
         """Keep at most MAX_NMS candidates per image (the highest-scoring), as Ultralytics does."""
@@ -361,14 +495,26 @@ class GpuPostprocess:
         total = int(sizes.sum())
         index = self._to_device(np.stack([kept.image, kept.anchor, offsets]).astype(np.int64), "index")
         image_dev, anchor_dev, offsets_dev = index[0], index[1], index[2]
-        coeffs = cp.ascontiguousarray(pred[image_dev, 4 + nc : 4 + nc + nm, anchor_dev], dtype=cp.float32)
+        pred32 = cp.ascontiguousarray(pred, dtype=cp.float32)  # no copy: run() made it so
         protos32 = cp.ascontiguousarray(protos, dtype=cp.float32)
         logits = self.ctx.device_buffer("post.logits", (k_count, mh * mw), np.float32)
         block = 256
         self._logits_kernel(
             ((mh * mw + block - 1) // block, k_count),
             (block,),
-            (coeffs, image_dev, protos32, logits, np.int32(k_count), np.int32(nm), np.int32(mh * mw)),
+            (
+                pred32,
+                np.int32(pred32.shape[1]),
+                np.int32(pred32.shape[2]),
+                np.int32(4 + nc),
+                image_dev,
+                anchor_dev,
+                protos32,
+                logits,
+                np.int32(k_count),
+                np.int32(nm),
+                np.int32(mh * mw),
+            ),
         )
         # One device buffer for the "not empty" flags (int32 each) and the crops behind them.
         head = 4 * k_count

@@ -9,6 +9,7 @@ frame at the same place.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -132,6 +133,9 @@ class Staged:
     sources: list[np.ndarray]  # kept alive until the upload is done (pinned frames upload in place)
 
 
+SPLIT_COPY_BYTES = 1 << 20  # a lone frame at least this big is copied into pinned memory by several threads
+
+
 class GpuLetterbox:
     """Uploads batches of BGR frames and letterboxes them on the GPU into a caller-owned tensor.
 
@@ -158,8 +162,8 @@ class GpuLetterbox:
             # Recorded on the compute stream once a slot's kernel has read it: the slot is free again.
             self._consumed = [cp.cuda.Event(block=False, disable_timing=True) for _ in range(self.SLOTS)]
         self._next_slot = 0
-        threads = copy_threads or min(8, os.cpu_count() or 4)
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trtseg-stage")
+        self._threads = copy_threads or min(8, os.cpu_count() or 4)
+        self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="trtseg-stage")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -204,9 +208,21 @@ class GpuLetterbox:
                 np.copyto(host[offset : offset + image.nbytes].reshape(image.shape), image, casting="no")
                 self.ctx.upload(host[offset : offset + image.nbytes], target, stream)
 
+        def copy_rows(rows: tuple[int, int]) -> None:
+            image = images[0]
+            np.copyto(
+                host[: image.nbytes].reshape(image.shape)[rows[0] : rows[1]], image[rows[0] : rows[1]], casting="no"
+            )
+
         with self.ctx.device:
             self.ctx.upload(host_params, dev_params, stream)
-            if count == 1:
+            single = images[0] if count == 1 else None
+            if single is not None and single.nbytes >= SPLIT_COPY_BYTES and not self.ctx.is_pinned(single):
+                # One frame: its host copy is the latency, so its rows are copied by several threads.
+                bounds = np.linspace(0, single.shape[0], self._threads + 1).astype(int)
+                list(self._pool.map(copy_rows, itertools.pairwise(bounds.tolist())))
+                self.ctx.upload(host[: single.nbytes], dev_frames[: single.nbytes], stream)
+            elif count == 1:
                 copy(0)
             elif count:
                 list(self._pool.map(copy, range(count)))

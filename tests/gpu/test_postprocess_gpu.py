@@ -33,9 +33,23 @@ def cpu_outputs(seg_model: Path, scenes, odd_frames):  # type: ignore[no-untyped
     return info, runs
 
 
+# The three ways candidates reach NMS: the selection kernel with host NMS (few candidates), with
+# GPU NMS (many), and the array-operation path the kernel falls back to when its buffer overflows.
+SELECTION_PATHS = {"host": {}, "device": {"HOST_NMS_MAX": 0}, "general": {"SELECT_CAP": 0}}
+
+
+@pytest.fixture(params=sorted(SELECTION_PATHS))
+def selection_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    import engines.gpu.postprocess as gpu_post
+
+    for name, value in SELECTION_PATHS[request.param].items():
+        monkeypatch.setattr(gpu_post, name, value)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("nms", ["torchvision", "cupy"])
 @pytest.mark.parametrize("conf", [0.25, 0.05])
-def test_gpu_postprocess_matches_cpu(gpu_context, cpu_outputs, nms: str, conf: float) -> None:  # type: ignore[no-untyped-def]
+def test_gpu_postprocess_matches_cpu(gpu_context, cpu_outputs, nms: str, conf: float, selection_path: str) -> None:  # type: ignore[no-untyped-def]
     from engines.gpu.postprocess import GpuPostprocess
 
     info, runs = cpu_outputs
@@ -77,7 +91,7 @@ def test_masks_outlive_the_next_batch_and_pickle(gpu_context, cpu_outputs) -> No
         assert np.array_equal(again.masks.areas(), dense.reshape(len(dets), -1).sum(axis=1))
 
 
-def test_class_filter_max_det_and_no_masks(gpu_context, cpu_outputs) -> None:  # type: ignore[no-untyped-def]
+def test_class_filter_max_det_and_no_masks(gpu_context, cpu_outputs, selection_path: str) -> None:  # type: ignore[no-untyped-def]
     from engines.gpu.postprocess import GpuPostprocess
 
     info, runs = cpu_outputs
@@ -94,7 +108,7 @@ def test_class_filter_max_det_and_no_masks(gpu_context, cpu_outputs) -> None:  #
                 assert len(ours) <= kwargs["max_det"]
 
 
-def test_nothing_above_threshold_gives_empty_detections(gpu_context, cpu_outputs) -> None:  # type: ignore[no-untyped-def]
+def test_nothing_above_threshold_gives_empty_detections(gpu_context, cpu_outputs, selection_path: str) -> None:  # type: ignore[no-untyped-def]
     from engines.gpu.postprocess import GpuPostprocess
 
     info, runs = cpu_outputs
