@@ -3,6 +3,12 @@
 It creates the sink and the segmentation actors, places every camera on a segmenter (and the
 camera's decoder and pusher on that segmenter's node), answers the HTTP API, and runs a watchdog
 that restores dead camera actors, notices new and lost nodes and rebalances cameras.
+
+Camera changes made through the API are written to the camera registry in the database
+(``actors.persistence``), and Ray restarts the controller when its process dies. The actors it
+created die with it (Ray fate-shares an actor with its owner), so a restarted controller cannot
+find running ones to adopt: it starts afresh from the YAML's cameras merged with the registry,
+which also means no camera ever runs twice.
 """
 
 from __future__ import annotations
@@ -11,14 +17,16 @@ import asyncio
 import contextlib
 import logging
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 import ray
 from pydantic import ValidationError
 
-from actors.common import call
-from actors.lifecycle import CameraLifecycle, reason
+from actors.common import SINK_NAME, call
+from actors.lifecycle import reason
+from actors.persistence import CameraPersistence
 from actors.segmenters import SegmenterPool
 from actors.spawn import new_sink
 from actors.supervisor import CameraEntry, kill_quietly
@@ -35,10 +43,21 @@ START_TIMEOUT_S = 60.0
 SEGMENTER_START_TIMEOUT_S = 180.0
 QUERY_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 20.0
+RESUME_RETRY_MAX_S = 30.0
+# Calls that only read are retried on the restarted controller when its process died under them;
+# camera changes are not (a change that was stored before the crash would then fail as a conflict).
+READ_RETRIES = 3
+
+
+def _was_restarted() -> bool:
+    """True in a controller process that Ray started again after the previous one died."""
+    with warnings.catch_warnings():  # Ray's property uses a deprecated accessor of its own
+        warnings.simplefilter("ignore")
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
 
 
 @ray.remote
-class Controller(CameraLifecycle):
+class Controller(CameraPersistence):
     """Camera registry, placement and supervision (contract: docs/CONTRACTS.md)."""
 
     def __init__(self, config: SystemConfig, home_node: str | None = None) -> None:
@@ -47,36 +66,98 @@ class Controller(CameraLifecycle):
         self.cameras: dict[str, CameraEntry] = {}
         self.pool = SegmenterPool(config)
         self.sink: Any = None
+        self.registry = None
+        self._registry_loaded = False
         self._lock = asyncio.Lock()
+        self._start_task: asyncio.Future[dict[str, Any]] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         self._started_at = time.time()
         self._checks = 0
         self._last_check_error: str | None = None
+        self._restarted = _was_restarted()
+        if self._restarted:
+            # Nobody else will call start(): this process replaces one that died. The call waits
+            # in the actor's queue until this constructor has returned.
+            logger.warning("controller restarted by Ray: rebuilding the pipeline", extra={"home_node": home_node})
+            ray.get_runtime_context().current_actor.resume.remote()
 
     # ------------------------------------------------------------------ lifecycle
+    @ray.method(max_task_retries=READ_RETRIES)
     async def start(self) -> dict[str, Any]:
-        """Create sink and segmenters, start the configured cameras and the watchdog."""
+        """Create sink and segmenters, start the cameras (YAML merged with the registry) and the watchdog.
+
+        Idempotent: a second call (a retry, or ``resume`` racing the launcher) waits for the first.
+        """
+        if self._start_task is None:
+            self._start_task = asyncio.ensure_future(self._start())
+        return await asyncio.shield(self._start_task)
+
+    async def resume(self) -> None:
+        """After Ray restarted this actor: start again, retrying with backoff until it works or shutdown."""
+        delay = 1.0
+        while not self._stopping:
+            try:
+                await self.start()
+                return
+            except asyncio.CancelledError:
+                if self._stopping:
+                    return
+                raise
+            except Exception as error:
+                logger.error(
+                    "controller restart could not start the pipeline, retrying retry_in_s=%.0f error=%s",
+                    delay,
+                    reason(error),
+                    extra={"retry_in_s": delay, "error": reason(error)},
+                )
+                await self._stop_all()
+                self._start_task = None
+                await asyncio.sleep(delay)
+                delay = min(RESUME_RETRY_MAX_S, delay * 2)
+
+    async def _start(self) -> dict[str, Any]:
         async with self._lock:
+            self._open_registry()
+            for camera in await self._cameras_to_start():
+                self.cameras[camera.id] = CameraEntry(camera)  # listed (not yet started) while the rest starts
+            if self._restarted:
+                await self._release_stale_sink()
             self.sink = new_sink(self.config, self.home_node)
             await call(self.sink.ping.remote(), START_TIMEOUT_S, "event sink")
             await self.pool.wait_ready(SEGMENTER_START_TIMEOUT_S)
             if not self.pool.entries:
                 raise RuntimeError(f"no segmentation actor could be started: {self.pool.errors or 'no alive nodes'}")
-            for camera in self.config.cameras:
-                self.cameras[camera.id] = CameraEntry(camera)
             await asyncio.gather(*(self._start_camera(e) for e in self.cameras.values() if e.config.enabled))
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
-        logger.info("controller started cameras=%d segmenters=%d", len(self.cameras), len(self.pool.entries))
+        logger.info(
+            "controller started cameras=%d segmenters=%d restarted=%s",
+            len(self.cameras),
+            len(self.pool.entries),
+            self._restarted,
+            extra={"cameras": len(self.cameras), "segmenters": len(self.pool.entries), "restarted": self._restarted},
+        )
         return {"cameras": sorted(self.cameras), "segmenters": sorted(self.pool.entries)}
 
     async def shutdown(self) -> dict[str, Any]:
-        """Stop in order: decoders, pushers (open events closed), sink (flushed), segmenters."""
+        """Stop in order: decoders, pushers (open events closed), sink (flushed), segmenters.
+
+        The launcher then kills this actor without restart (``actors.launch``), so a deliberate
+        stop is never undone by Ray.
+        """
         self._stopping = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._watchdog
+        for task in (self._start_task, self._watchdog):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        summary = await self._stop_all()
+        await self._close_registry()
+        logger.info("controller shut down cameras=%d", summary["cameras"])
+        return summary
+
+    async def _stop_all(self) -> dict[str, Any]:
+        """Stop every camera, the sink and the segmenters (also after a failed start)."""
         summary: dict[str, Any] = {}
         async with self._lock:
             entries = list(self.cameras.values())
@@ -90,25 +171,57 @@ class Controller(CameraLifecycle):
                 kill_quietly(self.sink)
                 self.sink = None
             await self.pool.close_all()
+            self.cameras.clear()
         summary["cameras"] = len(entries)
-        logger.info("controller shut down cameras=%d", len(entries))
         return summary
 
+    def _started(self) -> bool:
+        task = self._start_task
+        return task is not None and task.done() and not task.cancelled() and task.exception() is None
+
+    async def _rebuilt_first(self) -> None:
+        """A camera change reaching a restarted controller waits for the pipeline it rebuilds (or starts
+        the rebuild itself when it came before ``resume``), so it applies to that pipeline, not before it."""
+        if self._restarted and not self._started() and not self._stopping:
+            await self.start()
+
+    async def _release_stale_sink(self) -> None:
+        """The previous process's sink dies with it, but may hold its name for a moment: wait, then kill."""
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while True:
+            try:
+                stale = await asyncio.to_thread(ray.get_actor, SINK_NAME, self.config.cluster.namespace)
+            except ValueError:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the previous sink still holds the name '{SINK_NAME}'")
+            kill_quietly(stale)
+            await asyncio.sleep(0.2)
+
+    @ray.method(max_task_retries=READ_RETRIES)
     def ping(self) -> dict[str, Any]:
-        return {"role": "controller", "node_id": ray.get_runtime_context().get_node_id(), "home_node": self.home_node}
+        return {
+            "role": "controller",
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "home_node": self.home_node,
+            "restarted": self._restarted,
+        }
 
     # ------------------------------------------------------------------ registry
+    @ray.method(max_task_retries=READ_RETRIES)
     async def list_cameras(self) -> list[dict[str, Any]]:
         entries = list(self.cameras.values())
         return list(await asyncio.gather(*(self._describe(e) for e in entries)))
 
+    @ray.method(max_task_retries=READ_RETRIES)
     async def get_camera(self, camera_id: str) -> dict[str, Any] | None:
         entry = self.cameras.get(camera_id)
         return None if entry is None else await self._describe(entry)
 
     async def add_camera(self, camera: dict[str, Any]) -> dict[str, Any]:
-        """Register and start a camera (live within seconds); ValueError: bad input, FileExistsError: id taken."""
+        """Register, start and store a camera (live in seconds); ValueError: bad input, FileExistsError: id taken."""
         config = self._validate(camera)
+        await self._rebuilt_first()
         async with self._lock:
             if config.id in self.cameras:
                 raise FileExistsError(f"camera '{config.id}' already exists")
@@ -119,11 +232,13 @@ class Controller(CameraLifecycle):
                 except Exception:
                     del self.cameras[config.id]
                     raise
+            await self._persist(config.id, config)
         logger.info("camera added camera=%s node=%s", config.id, entry.node_id)
         return await self._describe(entry)
 
     async def update_camera(self, camera_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a camera's settings (merged onto the current ones) and restart its pipeline."""
+        await self._rebuilt_first()
         async with self._lock:
             entry = self.cameras.get(camera_id)
             if entry is None:
@@ -134,32 +249,40 @@ class Controller(CameraLifecycle):
             config = self._validate(merged)
             await self._stop_camera(entry)
             entry.config = config
-            if config.enabled:
-                await self._start_camera(entry, strict=True)
-            else:
-                entry.state = "disabled"
+            try:
+                if config.enabled:
+                    await self._start_camera(entry, strict=True)
+                else:
+                    entry.state = "disabled"
+            finally:  # the new settings are the camera's now, even when it failed to start with them
+                await self._persist(camera_id, config)
         logger.info("camera updated camera=%s", camera_id)
         return await self._describe(entry)
 
     async def remove_camera(self, camera_id: str) -> None:
+        await self._rebuilt_first()
         async with self._lock:
             entry = self.cameras.get(camera_id)
             if entry is None:
                 raise KeyError(camera_id)
             await self._stop_camera(entry)
             del self.cameras[camera_id]
+            await self._persist(camera_id, None)  # a tombstone: a camera of the YAML stays removed
         logger.info("camera removed camera=%s", camera_id)
 
     # ------------------------------------------------------------------ views
+    @ray.method(max_task_retries=READ_RETRIES)
     async def latest_jpeg(self, camera_id: str) -> bytes | None:
         entry = self._entry(camera_id)
         if entry.pusher is None:
             return None
         return await call(entry.pusher.latest_jpeg.remote(), QUERY_TIMEOUT_S, f"pusher of {camera_id}")
 
+    @ray.method(max_task_retries=READ_RETRIES)
     async def stream_urls(self, camera_id: str) -> dict[str, str]:
         return stream_targets(self._entry(camera_id).config, self.config.pusher)
 
+    @ray.method(max_task_retries=READ_RETRIES)
     async def infer_image(self, image: np.ndarray, conf: float = 0.25) -> Detections:
         """Segment one image on the least busy segmenter."""
         if not self.pool.entries:
@@ -171,15 +294,18 @@ class Controller(CameraLifecycle):
         key = min(counts, key=lambda k: counts[k] / self.pool.entries[k].slot.weight)
         return await call(self.pool.entries[key].handle.infer_image.remote(image, conf), 60.0, "infer_image")
 
+    @ray.method(max_task_retries=READ_RETRIES)
     async def read_keyframe(self, event_id: str, kind: str) -> bytes | None:
         if self.sink is None:
             return None
         return await call(self.sink.read_keyframe.remote(event_id, kind), QUERY_TIMEOUT_S, "sink")
 
+    @ray.method(max_task_retries=READ_RETRIES)
     def event_store_url(self) -> str:
         """The database URL with its credentials, for the API's own EventStore (never shown)."""
         return self.config.sink.database_url.get_secret_value()
 
+    @ray.method(max_task_retries=READ_RETRIES)
     def config_summary(self) -> dict[str, Any]:
         """The running configuration with secrets and URL credentials hidden."""
         summary = self.config.model_dump(mode="json", exclude={"cameras"})
@@ -194,6 +320,7 @@ class Controller(CameraLifecycle):
         ]
         return summary
 
+    @ray.method(max_task_retries=READ_RETRIES)
     async def health(self) -> dict[str, Any]:
         """Each component's state and figures; ``ready`` when all are usable."""
         components: dict[str, Any] = {}
@@ -211,8 +338,10 @@ class Controller(CameraLifecycle):
                 **{k: camera[k] for k in ("node_id", "segmenter", "restores", "restarts")},
                 "stats": camera["stats"],
             }
+        components["registry"] = self._registry_health()
         components["controller"] = {
-            "state": "ready" if not self._stopping else "stopping",
+            "state": "stopping" if self._stopping else ("ready" if self._started() else "starting"),
+            "restarted": self._restarted,
             "checks": self._checks,
             "last_check_error": self._last_check_error,
             "uptime_s": round(time.time() - self._started_at, 1),
@@ -224,14 +353,16 @@ class Controller(CameraLifecycle):
 
     # ------------------------------------------------------------------ supervision
     async def check_now(self) -> dict[str, Any]:
-        """One watchdog pass (tests and operators): nodes, segmenters, camera actors, placement."""
+        """One watchdog pass (tests and operators): registry, nodes, segmenters, camera actors, placement."""
+        from_registry = await self._sync_registry()  # outside the lock: a down database must not stall the API
         async with self._lock:
             changed = await self.pool.sync()
             restored = await self._check_cameras()
             moved = await self._rebalance() if changed else []
         self._checks += 1
-        return {"segmenters_changed": changed, "restored": restored, "moved": moved}
+        return {"segmenters_changed": changed, "restored": restored, "moved": moved, "from_registry": from_registry}
 
+    @ray.method(max_task_retries=READ_RETRIES)
     async def placement(self) -> dict[str, Any]:
         """Camera -> (segmenter, node), and segmenter -> node."""
         return {
@@ -240,6 +371,7 @@ class Controller(CameraLifecycle):
             "starting": self.pool.starting,
         }
 
+    @ray.method(max_task_retries=READ_RETRIES)
     def camera_actors(self, camera_id: str) -> dict[str, Any]:
         """The camera's decoder and pusher handles (operators and tests)."""
         entry = self._entry(camera_id)

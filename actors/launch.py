@@ -47,7 +47,10 @@ def start_system(config: SystemConfig, timeout_s: float = START_TIMEOUT_S) -> An
         lifetime="detached" if config.cluster.detached else None,
         num_cpus=0,
         max_concurrency=CONTROLLER_CONCURRENCY,
-        max_restarts=0,
+        # Ray restarts a controller whose process died; it rebuilds the pipeline from the YAML and the
+        # camera registry. Only read-only methods retry on the new process (see actors.controller).
+        max_restarts=config.cluster.max_actor_restarts,
+        max_task_retries=0,
         # On the starting process's node (the head when run by the CLI): it must outlive worker nodes.
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=home, soft=False),
     ).remote(config, home)
@@ -77,6 +80,7 @@ def stop_system(namespace: str | None = None, timeout_s: float = STOP_TIMEOUT_S)
 
 
 def _stop(controller: Any, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Ordered shutdown, then kill without restart: a deliberate stop must not bring Ray's restart."""
     try:
         summary = ray.get(controller.shutdown.remote(), timeout=timeout_s)
         logger.info("system stopped summary=%s", summary)

@@ -19,6 +19,7 @@ from tests.services.ports import free_port
 from trtseg.db import SCHEMA_VERSION, EventStore, MigrationError, RecordError
 from trtseg.db.schema import schema_version
 
+ALL_VERSIONS = list(range(1, SCHEMA_VERSION + 1))
 SQLISH = [
     "x'); DROP TABLE events; --",
     'a" OR "1"="1',
@@ -71,13 +72,13 @@ def test_migrate_from_many_threads_at_once(store: EventStore) -> None:
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert sorted(results) == [[], [], [], [1]]
-    assert _versions(store) == [1]
+    assert sorted(results) == [[], [], [], ALL_VERSIONS]
+    assert _versions(store) == ALL_VERSIONS
 
 
 @pytest.mark.slow
 def test_migrate_from_several_processes(tmp_path: Path) -> None:
-    """Real processes racing on one SQLite file: one applies version 1, the others find it done."""
+    """Real processes racing on one SQLite file: one applies every version, the others find them done."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     code = "import sys; from trtseg.db import EventStore; print(EventStore(sys.argv[1]).migrate())"
     root = Path(__file__).resolve().parents[2]
@@ -87,9 +88,9 @@ def test_migrate_from_several_processes(tmp_path: Path) -> None:
     ]
     outputs = sorted(proc.communicate(timeout=120)[0].strip() for proc in procs)
     assert [proc.returncode for proc in procs] == [0, 0, 0]
-    assert outputs == ["[1]", "[]", "[]"]
+    assert outputs == [str(ALL_VERSIONS), "[]", "[]"]
     store = EventStore(url)
-    assert _versions(store) == [1]
+    assert _versions(store) == ALL_VERSIONS
     store.close()
 
 
@@ -196,7 +197,7 @@ def test_sqlite_file_in_new_directory_and_text_json_column(tmp_path: Path) -> No
 def test_mysql_creates_database_and_uses_json(mysql_server: MariaDBServer) -> None:
     store, name = mysql_store_for(mysql_server)
     try:
-        assert store.migrate() == [1]
+        assert store.migrate() == ALL_VERSIONS
         with store.engine.connect() as conn:
             ddl = conn.execute(sa.text("SHOW CREATE TABLE events")).one()[1]
         assert "json_valid(`instances`)" in ddl or "`instances` json" in ddl  # MariaDB / MySQL spelling

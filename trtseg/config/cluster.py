@@ -36,7 +36,9 @@ class ClusterConfig(Section):
         default=1, ge=0, le=64, description="Segmentation actors on a cluster without GPUs (CPU backend)."
     )
     max_actor_restarts: int = Field(
-        default=-1, ge=-1, description="Ray max_restarts for the pipeline's actors; -1 means without limit."
+        default=-1,
+        ge=-1,
+        description="Ray max_restarts for the pipeline's actors and the controller; -1 means without limit.",
     )
     frames_in_flight: int = Field(
         default=2,
@@ -50,4 +52,11 @@ class ClusterConfig(Section):
     )
     detached: bool = Field(
         default=False, description="Run the controller as a detached actor that outlives the process starting it."
+    )
+    persist_cameras: bool = Field(
+        default=True,
+        description="Keep cameras added, changed or removed at run time (HTTP API) in the database of "
+        "sink.database_url, so a restart of the controller or the system keeps them: stored changes win "
+        "over this file's cameras of the same id, removed ones stay removed. Off: run-time changes live "
+        "only in the controller's memory and a restart goes back to this file's cameras.",
     )

@@ -1,5 +1,6 @@
-"""Event storage: MySQL/MariaDB or embedded SQLite through one SQLAlchemy Core code path."""
+"""Event storage and the camera registry: MySQL/MariaDB or embedded SQLite through one SQLAlchemy Core code path."""
 
+from trtseg.db.cameras import CameraRegistry, StoredCamera, merge_cameras
 from trtseg.db.migrations import LATEST as SCHEMA_VERSION
 from trtseg.db.migrations import MigrationError
 from trtseg.db.models import CursorError, EventCount, EventOut, EventPage, EventQuery
@@ -8,6 +9,7 @@ from trtseg.db.url import DatabaseUrlError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CameraRegistry",
     "CursorError",
     "DatabaseUrlError",
     "EventCount",
@@ -17,5 +19,7 @@ __all__ = [
     "EventStore",
     "MigrationError",
     "RecordError",
+    "StoredCamera",
     "is_transient",
+    "merge_cameras",
 ]

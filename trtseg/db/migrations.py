@@ -3,7 +3,7 @@
 A migration runs under a lock (MySQL ``GET_LOCK``; a file lock next to a SQLite database), checks
 ``schema_version`` again inside the lock and creates objects with ``checkfirst``, so re-running,
 or two processes starting together, apply each step exactly once. New steps go at the end of
-``MIGRATIONS`` and use explicit DDL (``events`` in schema.py describes the newest shape).
+``MIGRATIONS`` and use explicit DDL (the tables in schema.py describe the newest shape).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from trtseg.db.schema import events, schema_version
+from trtseg.db.schema import cameras, events, schema_version
 from trtseg.db.url import sqlite_path
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,14 @@ def _v1_events(conn: Connection) -> None:
     events.create(conn, checkfirst=True)  # with its indexes
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "events table with site/camera/class time indexes", _v1_events),)
+def _v2_cameras(conn: Connection) -> None:
+    cameras.create(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "events table with site/camera/class time indexes", _v1_events),
+    Migration(2, "cameras table: the camera registry (run-time changes, tombstones)", _v2_cameras),
+)
 LATEST = MIGRATIONS[-1].version
 
 

@@ -1,4 +1,4 @@
-"""The event tables, in SQLAlchemy Core: one schema for MySQL/MariaDB and SQLite."""
+"""The tables (events, the camera registry), in SQLAlchemy Core: one schema for MySQL/MariaDB and SQLite."""
 
 from __future__ import annotations
 
@@ -87,5 +87,18 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
     sa.Column("description", sa.String(255), nullable=False),
     sa.Column("applied_at", _time_type(), nullable=False),
+    **_MYSQL_TABLE,
+)
+
+# The camera registry (trtseg.db.cameras): cameras added, changed or removed at run time. One row
+# per camera id with its whole configuration; ``removed`` is a tombstone, so a camera of the YAML
+# configuration that the operator deleted stays deleted (its ``config`` is then NULL).
+cameras = sa.Table(
+    "cameras",
+    metadata,
+    sa.Column("camera_id", sa.String(CAMERA_LEN), primary_key=True, autoincrement=False),
+    sa.Column("config", JsonText(), nullable=True),
+    sa.Column("removed", sa.Boolean(), nullable=False, default=False),
+    sa.Column("updated_at", _time_type(), nullable=False),
     **_MYSQL_TABLE,
 )
