@@ -136,6 +136,7 @@ def build_config(args: argparse.Namespace, workdir: Path, clip_dir: Path, namesp
         cluster=ClusterConfig(
             namespace=namespace,
             cpu_segmenters=1,
+            persist_cameras=False,  # each run adds its own cameras; none carry over to the next run
             **({"frames_in_flight": args.frames_in_flight} if args.frames_in_flight else {}),
         ),
         engine=EngineConfig(**engine),
