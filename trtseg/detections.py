@@ -97,19 +97,8 @@ class Detections:
             for x1, y1, x2, y2 in self.boxes.tolist():
                 out.append([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
             return out
-        for x0, y0, crop in self.masks:
-            # On the crop, shifted by its origin: the same points as on the full frame, found faster.
-            contours, _ = cv2.findContours(
-                crop.view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0)
-            )
-            if not contours:
-                out.append([])
-                continue
-            largest = max(contours, key=cv2.contourArea)
-            if epsilon_px > 0:
-                largest = cv2.approxPolyDP(largest, epsilon_px, True)
-            out.append(largest.reshape(-1, 2).astype(float).tolist())
-        return out
+        # On each crop, shifted by its origin: the same points as on the full frame, found faster.
+        return [outline(crop.view(np.uint8), epsilon_px, (x0, y0)) for x0, y0, crop in self.masks]
 
     def to_records(self, with_polygons: bool = True) -> list[dict[str, Any]]:
         """JSON-ready instances: class, score, box and (optionally) polygon."""
@@ -126,3 +115,14 @@ class Detections:
                 self.class_ids, self.class_names, self.scores, self.boxes, polygons, strict=True
             )
         ]
+
+
+def outline(mask: np.ndarray, epsilon_px: float = 1.0, offset: tuple[int, int] = (0, 0)) -> list[list[float]]:
+    """The largest outer contour of a uint8 0/1 mask as [x, y] points (simplified), shifted by ``offset``."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
+    if not contours:
+        return []
+    largest = max(contours, key=cv2.contourArea)
+    if epsilon_px > 0:
+        largest = cv2.approxPolyDP(largest, epsilon_px, True)
+    return largest.reshape(-1, 2).astype(float).tolist()

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from trtseg.detections import Detections
+from trtseg.detections import Detections, outline
 from trtseg.masks import InstanceMasks, MaskCrop
 
 SHAPE = (72, 128)
@@ -34,17 +34,7 @@ def random_dense(seed: int, count: int = 9, shape: tuple[int, int] = SHAPE) -> n
 
 def dense_polygons(masks: np.ndarray, epsilon_px: float = 1.0) -> list[list[list[float]]]:
     """Detections.polygons as it was on full-frame masks."""
-    out: list[list[list[float]]] = []
-    for mask in masks:
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        if not contours:
-            out.append([])
-            continue
-        largest = max(contours, key=cv2.contourArea)
-        if epsilon_px > 0:
-            largest = cv2.approxPolyDP(largest, epsilon_px, True)
-        out.append(largest.reshape(-1, 2).astype(float).tolist())
-    return out
+    return [outline(mask.astype(np.uint8), epsilon_px) for mask in masks]
 
 
 @pytest.mark.parametrize("seed", range(5))
