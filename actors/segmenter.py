@@ -36,6 +36,13 @@ class SegmenterActor:
         self.key = key
         self._identity = identity("segmenter", key)
         self.engine = create_engine(engine).load()
+        if engine.warmup_frame is not None:
+            started = time.perf_counter()
+            sizes = self.engine.warmup(tuple(engine.warmup_frame))  # type: ignore[arg-type]
+            logger.info(
+                "segmenter warmed up",
+                extra={"key": key, "batch_sizes": sizes, "seconds": round(time.perf_counter() - started, 2)},
+            )
         self._metrics = SegmenterMetrics(key)
         self._camera_metrics: dict[str, CameraMetrics] = {}
         self._batcher: Batcher[InferRequest, Detections] = Batcher(

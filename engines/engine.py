@@ -129,9 +129,20 @@ class SegmentationEngine:
     def max_batch(self) -> int:
         return self.info.batch or self.config.batch_size
 
-    def warmup(self, shape: tuple[int, int] = (720, 1280)) -> None:
-        """One inference on a blank frame so the first real frame does not pay for lazy set-up."""
-        self.predict([np.full((*shape, 3), 114, np.uint8)], with_masks=True)
+    def warmup(self, shape: tuple[int, int] = (720, 1280)) -> list[int]:
+        """Run each batch size the backend plans (``batch_sizes``; else 1) on blank frames of ``shape``.
+
+        Backends set up lazily per shape (the 'cuda' backend builds and captures a CUDA graph per
+        batch size, which takes a second or more); done at start, that stall does not land on live
+        frames. Returns the batch sizes run.
+        """
+        planned = getattr(self.backend, "batch_sizes", None) or [1]
+        sizes = [size for size in planned if size <= self.max_batch] or [1]
+        blank = np.full((*shape, 3), 114, np.uint8)
+        for size in sizes:
+            self.predict([blank] * size, with_masks=True)
+        self.total_timings = StageTimings()  # figures are for real frames
+        return sizes
 
     # -- inference -------------------------------------------------------------------------------
     def class_ids(self, classes: Sequence[int | str] | None) -> list[int] | None:

@@ -189,3 +189,21 @@ def test_spinning_is_off_unless_configured(dynamic_model: Path):
     assert engine_for(dynamic_model).backend.session.get_session_options().get_session_config_entry(key) == "0"
     spinning = engine_for(dynamic_model, intra_op_spinning=True)
     assert spinning.backend.session.get_session_options().get_session_config_entry(key) == "1"
+
+
+def test_warmup_runs_each_planned_batch_size_on_blank_frames(dynamic_model: Path):
+    engine = engine_for(dynamic_model, batch_size=8)
+    assert engine.warmup((360, 640)) == [1]  # ONNX Runtime plans no sizes: one frame
+    engine.backend.batch_sizes = [1, 2, 4, 16]  # as the 'cuda' backend plans its CUDA graphs
+    shapes: list[tuple[int, ...]] = []
+    real_infer = engine.backend.infer
+    engine.backend.infer = lambda batch: shapes.append(batch.shape) or real_infer(batch)  # type: ignore[method-assign]
+    assert engine.warmup((360, 640)) == [1, 2, 4]  # 16 is past the engine's largest batch
+    assert [s[0] for s in shapes] == [1, 2, 4] and all(s[2:] == (384, 640) for s in shapes)
+    assert engine.total_timings.frames == 0  # warm-up is not counted as work
+
+
+def test_warmup_frame_is_validated():
+    with pytest.raises(ValueError, match="warmup_frame"):
+        EngineConfig(warmup_frame=(0, 640))
+    assert EngineConfig(warmup_frame=None).warmup_frame is None

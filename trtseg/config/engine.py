@@ -36,6 +36,11 @@ class EngineConfig(Section):
         description="Network input (height, width); empty: rectangular, the smallest stride-aligned size "
         "holding the model's square input at the frame's aspect ratio (dynamic models) or the model's own.",
     )
+    warmup_frame: tuple[int, int] | None = Field(
+        default=(720, 1280),
+        description="Frame (height, width) a segmentation actor warms up with at start, once per batch size "
+        "its backend plans (CUDA graphs are then captured before live frames arrive); empty: no warm-up.",
+    )
     max_detections: int = Field(default=100, ge=1, le=1000, description="Detections kept per frame after NMS.")
     mask_threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="Mask probability threshold.")
     open_head: OpenHead = Field(
@@ -82,6 +87,8 @@ class EngineConfig(Section):
                 raise ValueError(f"profile_batch must satisfy 1 <= min <= opt <= max, got {self.profile_batch}")
             if high < self.batch_size:
                 raise ValueError(f"profile_batch max ({high}) is below batch_size ({self.batch_size})")
+        if self.warmup_frame is not None and any(side <= 0 for side in self.warmup_frame):
+            raise ValueError(f"warmup_frame sides must be positive, got {self.warmup_frame}")
         if self.imgsz is not None and any(side <= 0 or side % 32 for side in self.imgsz):
             raise ValueError(f"imgsz sides must be positive multiples of 32, got {self.imgsz}")
         return self
