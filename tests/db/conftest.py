@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -53,20 +54,39 @@ def mysql_store_for(server: MariaDBServer) -> tuple[EventStore, str]:
     return EventStore(server.url(name)), name
 
 
-@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    """A migrated, empty store: a SQLite file, or a database of its own on MariaDB (created by migrate)."""
+class Migratable(Protocol):
+    """What the database fixtures set up: an ``EventStore`` or a ``CameraRegistry``."""
+
+    def migrate(self) -> object: ...
+    def close(self) -> None: ...
+
+
+M = TypeVar("M", bound=Migratable)
+
+
+def migrated(request: pytest.FixtureRequest, tmp_path: Path, factory: Callable[[str], M]) -> Iterator[M]:
+    """``factory(url)`` migrated on a SQLite file, or on a database of its own on MariaDB (dropped after)."""
     if request.param == "sqlite":
-        sqlite_store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
-        sqlite_store.migrate()
-        yield sqlite_store
-        sqlite_store.close()
+        sqlite_db = factory(f"sqlite:///{tmp_path / 'events.db'}")
+        sqlite_db.migrate()
+        yield sqlite_db
+        sqlite_db.close()
         return
     server: MariaDBServer = request.getfixturevalue("mysql_server")
-    mysql_store, name = mysql_store_for(server)
+    name = f"trtseg_test_{secrets.token_hex(5)}"
+    mysql_db = factory(server.url(name))
     try:
-        mysql_store.migrate()
-        yield mysql_store
+        mysql_db.migrate()
+        yield mysql_db
     finally:
-        mysql_store.close()
+        mysql_db.close()
         server.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+DATABASES = ["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)]
+
+
+@pytest.fixture(params=DATABASES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    """A migrated, empty store: a SQLite file, or a database of its own on MariaDB (created by migrate)."""
+    yield from migrated(request, tmp_path, EventStore)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.services.mariadb import MariaDBServer, PrivateMariaDB
+from tests.db.conftest import DATABASES, migrated
+from tests.services.mariadb import PrivateMariaDB
 from tests.services.ports import free_port
 from trtseg.config import CameraConfig
 from trtseg.db import SCHEMA_VERSION, CameraRegistry, EventStore, StoredCamera, merge_cameras
@@ -41,24 +41,10 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+@pytest.fixture(params=DATABASES)
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CameraRegistry]:
     """A migrated, empty registry: a SQLite file, or a database of its own on MariaDB."""
-    if request.param == "sqlite":
-        sqlite_registry = CameraRegistry(f"sqlite:///{tmp_path / 'events.db'}")
-        sqlite_registry.migrate()
-        yield sqlite_registry
-        sqlite_registry.close()
-        return
-    server: MariaDBServer = request.getfixturevalue("mysql_server")
-    name = f"trtseg_test_{secrets.token_hex(5)}"
-    mysql_registry = CameraRegistry(server.url(name))
-    try:
-        mysql_registry.migrate()
-        yield mysql_registry
-    finally:
-        mysql_registry.close()
-        server.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    yield from migrated(request, tmp_path, CameraRegistry)
 
 
 def _insert_raw(registry: CameraRegistry, camera_id: str, config_text: str) -> None:
