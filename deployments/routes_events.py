@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
-from trtseg.db.models import MAX_LIMIT, EventCount, EventOut, EventPage, EventQuery
+from trtseg.db.models import MAX_LIMIT, EventCount, EventOut, EventPage, EventQuery, as_utc
 
 from deployments.context import ApiContext, get_context
 from deployments.models import Counts, Problem
@@ -59,6 +59,14 @@ async def _store_call(function: Any, *args: Any, **kwargs: Any) -> Any:
         raise HTTPException(
             503, detail=f"event database unavailable: {type(error).__name__}", headers={"Retry-After": "2"}
         ) from None
+
+
+def _utc_param(name: str, value: datetime | None) -> datetime | None:
+    """A time query parameter in UTC (naive taken as UTC), or 422 when it has no UTC equivalent."""
+    try:
+        return as_utc(value)
+    except ValueError as error:
+        raise HTTPException(422, detail=[{"loc": ["query", name], "msg": str(error), "type": "value_error"}]) from None
 
 
 def _event_query(filters: dict[str, Any]) -> EventQuery:
@@ -125,6 +133,7 @@ def build_router(read: Any) -> APIRouter:
         bad = [key for key in keys if key not in GROUP_KEYS]
         if not keys or bad or len(set(keys)) != len(keys):
             raise HTTPException(422, detail=f"group_by takes distinct keys among {', '.join(GROUP_KEYS)}")
+        since, until = _utc_param("since", since), _utc_param("until", until)
         if since and until and since >= until:
             raise HTTPException(422, detail="'since' must be earlier than 'until'")
         rows = await _store_call(

@@ -28,10 +28,17 @@ class CursorError(ValueError):
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """Aware datetimes converted to UTC; naive ones taken as UTC already."""
+    """Aware datetimes converted to UTC; naive ones taken as UTC already.
+
+    Raises ``ValueError`` (a validation error for callers) for a time that has no UTC equivalent,
+    such as 9999-12-31T23:00-05:00.
+    """
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is out of range once converted to UTC") from None
 
 
 class EventQuery(BaseModel):
