@@ -246,6 +246,7 @@ class GpuPostprocess:
         if count == 0:
             return []
         with self.ctx.active():
+            # Contiguous float32 once here: the selection and mask kernels index it directly.
             pred = self.ctx.cp.ascontiguousarray(to_cupy(output0)[:count], dtype=self.ctx.cp.float32)
             protos = to_cupy(output1)[:count]
             nc = self.num_classes
@@ -297,7 +298,6 @@ class GpuPostprocess:
         """
         cp = self.ctx.cp
         batch, channels, anchors = (int(v) for v in pred.shape)
-        pred32 = cp.ascontiguousarray(pred, dtype=cp.float32)
         # One buffer: the count (int32 bits in element 0) in an 8-float header, then the rows.
         buffer = self.ctx.device_buffer("post.select", (8 + 8 * SELECT_CAP,), np.float32)
         counter = buffer[:1].view(cp.int32)
@@ -307,7 +307,7 @@ class GpuPostprocess:
             ((batch * anchors + threads - 1) // threads,),
             (threads,),
             (
-                pred32,
+                pred,
                 np.int32(batch),
                 np.int32(channels),
                 np.int32(anchors),
@@ -400,45 +400,24 @@ class GpuPostprocess:
         cls_scores = pred[:, 4 : 4 + nc, :]
         best = cls_scores.max(axis=1).astype(cp.float32)  # (B, A)
         best_cls = cls_scores.argmax(axis=1)
-        candidate = best > np.float32(conf)
-        if classes is not None:
-            # Ultralytics picks each anchor's best class first, then drops the unwanted ones.
-            lookup = np.zeros(nc, dtype=bool)
-            lookup[[c for c in classes if 0 <= int(c) < nc]] = True
-            candidate &= cp.asarray(lookup)[best_cls]
+        # Ultralytics picks each anchor's best class first, then drops the unwanted ones.
+        candidate = (best > np.float32(conf)) & (self._allowed(classes)[best_cls] != 0)
         image_idx, anchor_idx = cp.nonzero(candidate)
         if image_idx.size == 0:
-            empty = np.zeros((0,), np.int64)
-            return _Kept(empty, empty, np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), empty)
-        scores = best[image_idx, anchor_idx]
-        image_idx, anchor_idx, scores = self._cap_candidates(image_idx, anchor_idx, scores)
+            return self._kept_from_rows(np.zeros((0, 8), np.float32), max_det)
         xywh = pred[image_idx, :4, anchor_idx].astype(cp.float32)  # (K, 4)
         half = xywh[:, 2:] / 2
-        boxes = cp.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
-        cls = best_cls[image_idx, anchor_idx].astype(cp.int64)
-        groups = image_idx.astype(cp.int64) * (1 if agnostic else nc) + (0 if agnostic else cls)
-        keep = batched_nms(boxes, scores, groups, iou, prefer_torch=self.nms != "cupy")
-        packed = cp.concatenate(
+        # The kernel's row layout: image, anchor, class, score, x1, y1, x2, y2.
+        rows = cp.concatenate(
             [
-                cp.stack([image_idx[keep], anchor_idx[keep], cls[keep]], axis=1).astype(cp.float64),
-                scores[keep][:, None].astype(cp.float64),
-                boxes[keep].astype(cp.float64),
+                cp.stack([image_idx, anchor_idx, best_cls[image_idx, anchor_idx]], axis=1).astype(cp.float32),
+                best[image_idx, anchor_idx][:, None],
+                xywh[:, :2] - half,
+                xywh[:, :2] + half,
             ],
             axis=1,
         )
-        # batched_nms orders by score over the whole batch; the stable sort by frame keeps that order.
-        return self._kept_from_rows(self.ctx.download(packed, "post.packed").copy(), max_det)
-
-    def _cap_candidates(self, image_idx: Any, anchor_idx: Any, scores: Any) -> tuple[Any, Any, Any]:
-        """Keep at most MAX_NMS candidates per image (the highest-scoring), as Ultralytics does."""
-        cp = self.ctx.cp
-        if image_idx.size <= MAX_NMS:  # no frame can exceed the cap (and no device sync to find out)
-            return image_idx, anchor_idx, scores
-        order = cp.lexsort(cp.stack([-scores, image_idx.astype(cp.float32)]))
-        image_idx, anchor_idx, scores = image_idx[order], anchor_idx[order], scores[order]
-        starts = cp.searchsorted(image_idx, image_idx, side="left")
-        keep = (cp.arange(image_idx.size) - starts) < MAX_NMS
-        return image_idx[keep], anchor_idx[keep], scores[keep]
+        return self._device_nms(rows, iou, max_det, agnostic)
 
     @staticmethod
     def _geometry_groups(
@@ -495,7 +474,6 @@ class GpuPostprocess:
         total = int(sizes.sum())
         index = self._to_device(np.stack([kept.image, kept.anchor, offsets]).astype(np.int64), "index")
         image_dev, anchor_dev, offsets_dev = index[0], index[1], index[2]
-        pred32 = cp.ascontiguousarray(pred, dtype=cp.float32)  # no copy: run() made it so
         protos32 = cp.ascontiguousarray(protos, dtype=cp.float32)
         logits = self.ctx.device_buffer("post.logits", (k_count, mh * mw), np.float32)
         block = 256
@@ -503,9 +481,9 @@ class GpuPostprocess:
             ((mh * mw + block - 1) // block, k_count),
             (block,),
             (
-                pred32,
-                np.int32(pred32.shape[1]),
-                np.int32(pred32.shape[2]),
+                pred,
+                np.int32(pred.shape[1]),
+                np.int32(pred.shape[2]),
                 np.int32(4 + nc),
                 image_dev,
                 anchor_dev,
