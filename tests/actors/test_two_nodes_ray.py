@@ -42,6 +42,19 @@ def _cameras(controller: Any) -> dict[str, dict[str, Any]]:
     return {c["id"]: c for c in ray.get(controller.list_cameras.remote(), timeout=30)}
 
 
+def _wait_pushing(controller: Any, what: str) -> None:
+    """Every camera hands a few more frames to its encoder than it had when this was called."""
+    before = {cid: c["stats"]["output"].get("frames", 0) for cid, c in _cameras(controller).items()}
+    wait_for(
+        lambda: all(
+            c.get("stats", {}).get("output", {}).get("frames", 0) > before[cid] + 2
+            for cid, c in _cameras(controller).items()
+        ),
+        90,
+        what,
+    )
+
+
 def _all_pushing(controller: Any, minimum: int = 1) -> dict[str, dict[str, Any]] | None:
     cameras = _cameras(controller)
     frames = [c.get("stats", {}).get("output", {}).get("frames", 0) for c in cameras.values()]
@@ -86,15 +99,7 @@ def test_lost_node_moves_its_cameras(two_node_system: tuple[Any, RayTestCluster]
         return placement if nodes == {head} and set(placement["segmenters"].values()) == {head} else None
 
     wait_for(all_on_head, 120, "cameras and segmenters to move to the head node", interval_s=2.0)
-    before = {cid: c["stats"]["output"].get("frames", 0) for cid, c in _cameras(controller).items()}
-    wait_for(
-        lambda: all(
-            c.get("stats", {}).get("output", {}).get("frames", 0) > before[cid] + 2
-            for cid, c in _cameras(controller).items()
-        ),
-        90,
-        "both cameras to push again from the head node",
-    )
+    _wait_pushing(controller, "both cameras to push again from the head node")
 
 
 def test_joining_node_takes_a_cpu_segmenter_and_cameras(two_node_system: tuple[Any, RayTestCluster]) -> None:
@@ -114,12 +119,4 @@ def test_joining_node_takes_a_cpu_segmenter_and_cameras(two_node_system: tuple[A
     placement = wait_for(spread, 180, "a CPU segmenter and a camera to move to the new node", interval_s=2.0)
     for info in placement["cameras"].values():
         assert info["node_id"] == placement["segmenters"][info["segmenter"]]
-    before = {cid: c["stats"]["output"].get("frames", 0) for cid, c in _cameras(controller).items()}
-    wait_for(
-        lambda: all(
-            c.get("stats", {}).get("output", {}).get("frames", 0) > before[cid] + 2
-            for cid, c in _cameras(controller).items()
-        ),
-        90,
-        "both cameras to push after the move",
-    )
+    _wait_pushing(controller, "both cameras to push after the move")
