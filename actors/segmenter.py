@@ -1,7 +1,8 @@
 """The segmentation actor: one per GPU (or a few CPU ones), batching frames of many cameras.
 
 An async actor with high ``max_concurrency``: every camera's ``infer`` call waits on the
-``Batcher``, which fills a batch from concurrent calls and runs the engine in a worker thread.
+``Batcher``, which fills a batch from concurrent calls and runs the engine in worker threads (two
+batches at once on the GPU engine, whose post-processing of one overlaps the network of the next).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class SegmenterActor:
             max_wait_ms=engine.max_wait_ms,
             name=f"segmenter-{key}",
             observer=self._metrics.batch,
+            max_inflight=self.engine.concurrent_batches,
         )
         self._per_camera: dict[str, int] = {}
         logger.info("segmenter ready key=%s node=%s", key, self._identity["node_id"])

@@ -231,7 +231,8 @@ class CudaBackend:
             if self.use_graphs and capturable:
                 graph = torch.cuda.CUDAGraph()
                 try:
-                    with torch.cuda.graph(graph, stream=stream):
+                    # thread_local: post-processing and staging threads keep using the GPU meanwhile.
+                    with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
                         out = module(input_torch)
                     runner.graph, runner.outputs = graph, (out[0], out[1])
                 except Exception as exc:  # capture refused: run eagerly rather than fail

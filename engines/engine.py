@@ -8,6 +8,7 @@ Per-stage timings (pre / infer / post, ms) are kept for the metrics of the segme
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -66,7 +67,13 @@ class StageTimings:
 
 
 class SegmentationEngine:
-    """A loaded YOLOv8/YOLO11-seg model behind the configured backend."""
+    """A loaded YOLOv8/YOLO11-seg model behind the configured backend.
+
+    ``predict`` may be called from several threads; ``concurrent_batches`` says how many calls at
+    once gain anything (one here: the backend's own threads already fill the machine).
+    """
+
+    concurrent_batches = 1
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -75,6 +82,7 @@ class SegmentationEngine:
         self._backend: Backend | None = None
         self.last_timings = StageTimings()
         self.total_timings = StageTimings()
+        self._timings_lock = threading.Lock()
         self.last_input_shape: tuple[int, ...] = ()  # (B, 3, H, W) of the latest network input
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -189,9 +197,14 @@ class SegmentationEngine:
         for start in range(0, len(frames), step):
             chunk = frames[start : start + step]
             results.extend(self._predict_batch(chunk, conf, iou, class_ids, with_masks, limit, agnostic, timings))
-        self.last_timings = timings
-        self.total_timings.add(timings)
+        self._record(timings)
         return results
+
+    def _record(self, timings: StageTimings) -> None:
+        """Keep one call's timings as the latest and add them to the totals (thread-safe)."""
+        with self._timings_lock:
+            self.last_timings = timings
+            self.total_timings.add(timings)
 
     def _predict_batch(
         self,

@@ -1,9 +1,10 @@
 """Dynamic batching for the segmentation actor: many cameras' frames, one engine call.
 
 Concurrent ``submit`` calls are gathered into batches of up to ``max_batch`` items, or as many as
-arrived within ``max_wait_ms`` of the oldest waiting item, and each batch runs in one worker thread
-(ONNX Runtime and CUDA release the GIL, so the event loop keeps accepting frames meanwhile). Every
-caller gets its own result; a failing batch fails only its own callers.
+arrived within ``max_wait_ms`` of the oldest waiting item, and each batch runs in a worker thread
+(ONNX Runtime and CUDA release the GIL, so the event loop keeps accepting frames meanwhile). Up to
+``max_inflight`` batches run at once, for engines that overlap one batch's post-processing with the
+next one's network. Every caller gets its own result; a failing batch fails only its own callers.
 """
 
 from __future__ import annotations
@@ -82,9 +83,12 @@ class Batcher(Generic[T, R]):
         max_wait_ms: float,
         name: str = "batcher",
         observer: BatchObserver | None = None,
+        max_inflight: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_inflight < 1:
+            raise ValueError(f"max_inflight must be at least 1, got {max_inflight}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms cannot be negative, got {max_wait_ms}")
         self._fn = batch_fn
@@ -95,7 +99,10 @@ class Batcher(Generic[T, R]):
         self._queue: deque[_Pending[T, R]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-batch")
+        self.max_inflight = max_inflight
+        self._slots: asyncio.Semaphore | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._executor = ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix=f"{name}-batch")
         self._closed = False
         self.figures = BatchStats()
 
@@ -116,12 +123,14 @@ class Batcher(Generic[T, R]):
         return self.figures.as_dict(len(self._queue))
 
     async def close(self) -> None:
-        """Finish the batch in progress, fail the waiting items, stop the worker thread."""
+        """Finish the batches in progress, fail the waiting items, stop the worker threads."""
         self._closed = True
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
         while self._queue:
             pending = self._queue.popleft()
             if not pending.future.done():
@@ -131,19 +140,36 @@ class Batcher(Generic[T, R]):
     def _ensure_running(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop_task is None or self._loop_task.done():
             self._wakeup = asyncio.Event()
+            self._slots = asyncio.Semaphore(self.max_inflight)
             self._loop_task = loop.create_task(self._run(), name=f"{self.name}-loop")
 
     async def _run(self) -> None:
-        assert self._wakeup is not None
+        assert self._wakeup is not None and self._slots is not None
         while True:
             if not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            await self._wait_for_fill()
-            batch = self._take_batch()
-            if batch:
-                await self._run_batch(batch)
+            # A free slot first: items keep arriving while every slot is busy, so the batch taken
+            # once one frees is a fuller one.
+            await self._slots.acquire()
+            try:
+                await self._wait_for_fill()
+                batch = self._take_batch()
+            except BaseException:
+                self._slots.release()
+                raise
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._run_batch(batch))
+            self._running.add(task)
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        assert self._slots is not None
+        self._slots.release()
 
     async def _wait_for_fill(self) -> None:
         """Wait until the batch is full or the oldest item has waited ``max_wait``."""

@@ -66,22 +66,34 @@ class GpuContext:
     waits only where results are needed (``synchronize``).
     """
 
-    def __init__(self, device: str = "cuda") -> None:
+    def __init__(self, device: str = "cuda", _parent: GpuContext | None = None) -> None:
         self.cp = require_cupy()
-        self.index = parse_device(device)
-        self.info = device_info(self.index)
-        self.device = self.cp.cuda.Device(self.index)
+        if _parent is not None:  # a lane of the same device (see ``lane``)
+            self.index, self.info, self.device = _parent.index, _parent.info, _parent.device
+        else:
+            self.index = parse_device(device)
+            self.info = device_info(self.index)
+            self.device = self.cp.cuda.Device(self.index)
         with self.device:
             self.stream = self.cp.cuda.Stream(non_blocking=True)
         self._device_buffers: dict[str, Any] = {}
         self._pinned: dict[str, tuple[Any, np.ndarray]] = {}
         self._torch_stream: Any = None
-        logger.info(
-            "gpu context ready device=%d name=%s cc=%d.%d",
-            self.index,
-            self.info.name,
-            *self.info.compute_capability,
-        )
+        if _parent is None:
+            logger.info(
+                "gpu context ready device=%d name=%s cc=%d.%d",
+                self.index,
+                self.info.name,
+                *self.info.compute_capability,
+            )
+
+    def lane(self) -> GpuContext:
+        """A context on the same device with its own stream and buffers.
+
+        Work on a lane overlaps work on this context (the engine post-processes batch k on a lane
+        while the network runs batch k+1 here); order between them only through events.
+        """
+        return GpuContext(_parent=self)
 
     @contextmanager
     def active(self) -> Iterator[None]:

@@ -3,21 +3,26 @@
 ``GpuSegmentationEngine`` is a ``SegmentationEngine`` (same ``predict`` contract, batching, class
 filters and timings) whose batches go: pinned staging -> one upload -> fused letterbox kernel writing
 into the backend's own input buffer -> network ('cuda' or 'tensorrt' backend) -> GPU NMS and masks ->
-only results back. Backends that can take part implement ``DeviceBackend``.
+only results back, the post-processing of one batch overlapping the network of the next. Backends
+that can take part implement ``DeviceBackend``.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from engines.base import EngineError
 from engines.engine import SegmentationEngine, StageTimings
+from engines.gpu.memory import to_cupy
 from engines.gpu.postprocess import GpuPostprocess
 from engines.gpu.preprocess import GpuLetterbox, Staged
 from trtseg.config import EngineConfig
@@ -44,14 +49,45 @@ class DeviceBackend(Protocol):
         """Run on the filled buffer; device outputs valid until the next ``run``."""
 
 
+@dataclass(slots=True)
+class _InFlight:
+    """A batch whose network has been launched; its outputs wait in ``slot`` for post-processing."""
+
+    staged: Staged
+    started: float
+    launched: float
+    slot: int
+    pred: Any  # (count, channels, anchors) float32, this batch's copy of output0
+    protos: Any  # (count, nm, mh, mw) float32 copy of output1, or None without masks
+    events: list[Any]  # letterbox start, network start, outputs copied (compute stream)
+
+
 class GpuSegmentationEngine(SegmentationEngine):
-    """``SegmentationEngine`` with GPU pre- and post-processing around a device backend."""
+    """``SegmentationEngine`` with GPU pre- and post-processing around a device backend.
+
+    A batch is launched (staging, letterbox, network, outputs copied into one of ``OUTPUT_SLOTS``
+    buffers, all on the compute stream) and then collected (NMS and masks on a second stream, results
+    to the host). Launches are serialised and so are collections, but a collection overlaps the next
+    launch: while the host post-processes batch k, the GPU runs the network of batch k+1. Two
+    threads calling ``predict`` (the segmentation actor runs ``concurrent_batches`` of them), or one
+    ``predict_stream``, get that overlap.
+    """
+
+    OUTPUT_SLOTS = 2
+    concurrent_batches = 2
+    overlap = True  # predict_stream launches batch k+1 before collecting k (False: one at a time)
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
         self._letterbox: GpuLetterbox | None = None
         self._post: GpuPostprocess | None = None
         self._stager = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trtseg-prefetch")
+        self._launch_lock = threading.Lock()
+        self._collect_lock = threading.Lock()
+        self._free_slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot in range(self.OUTPUT_SLOTS):
+            self._free_slots.put(slot)
+        self.overlapped_batches = 0  # launched while another batch was still being collected
 
     def load(self) -> GpuSegmentationEngine:
         if self._backend is not None:
@@ -61,7 +97,7 @@ class GpuSegmentationEngine(SegmentationEngine):
             raise EngineError(f"backend '{self.backend.name}' keeps its buffers on the host; use SegmentationEngine")
         ctx = self.backend.context
         self._letterbox = GpuLetterbox(ctx)
-        self._post = GpuPostprocess(ctx, self.info.names, self.config.mask_threshold)
+        self._post = GpuPostprocess(ctx.lane(), self.info.names, self.config.mask_threshold)
         return self
 
     def close(self) -> None:
@@ -83,8 +119,9 @@ class GpuSegmentationEngine(SegmentationEngine):
         timings: StageTimings,
     ) -> list[Detections]:
         started = time.perf_counter()
-        staged = self._stage(frames)
-        return self._finish(staged, started, conf, iou, classes, with_masks, max_det, agnostic, timings)
+        with self._launch_lock:  # staging slots are reused in launch order
+            flight = self._launch(self._stage(frames), started, with_masks)
+        return self._collect(flight, conf, iou, classes, with_masks, max_det, agnostic, timings)
 
     def predict_stream(
         self,
@@ -96,27 +133,51 @@ class GpuSegmentationEngine(SegmentationEngine):
         max_det: int | None = None,
         agnostic: bool = False,
     ) -> Iterator[list[Detections]]:
-        """``predict`` over a stream of batches, uploading batch k+1 while batch k computes.
+        """``predict`` over a stream of batches, pipelined: one list of ``Detections`` per batch, in order.
 
-        Yields one list of ``Detections`` per batch, in order; each batch holds at most
-        ``max_batch`` frames. The throughput path for a segmentation actor with a queue of batches.
+        Batch k+1 is staged and uploaded while batch k computes, and when it is ready in time its
+        network is launched before batch k is post-processed; when it is not (a live source that
+        has nothing yet), batch k is finished at once rather than held back. Each batch holds at
+        most ``max_batch`` frames. The throughput path for a queue of batches.
         """
         class_ids = self.class_ids(classes)
         limit = max_det if max_det is not None else self.config.max_detections
         iterator = iter(batches)
         pending = self._stager.submit(self._stage_next, iterator)
+        flight: _InFlight | None = None
         while True:
+            if flight is not None and (not self.overlap or not pending.done()):  # nothing to overlap with
+                yield self._collect_stream(flight, conf, iou, class_ids, with_masks, limit, agnostic)
+                flight = None
             item = pending.result()
             if item is None:
-                return
+                break
             started, staged = item
             pending = self._stager.submit(self._stage_next, iterator)  # overlaps the GPU work below
-            timings = StageTimings()
-            yield self._finish(staged, started, conf, iou, class_ids, with_masks, limit, agnostic, timings)
-            self.last_timings = timings
-            self.total_timings.add(timings)
+            with self._launch_lock:
+                launched = self._launch(staged, started, with_masks)
+            if flight is not None:
+                yield self._collect_stream(flight, conf, iou, class_ids, with_masks, limit, agnostic)
+            flight = launched
+        if flight is not None:
+            yield self._collect_stream(flight, conf, iou, class_ids, with_masks, limit, agnostic)
 
     # -- internals ------------------------------------------------------------------------------
+    def _collect_stream(
+        self,
+        flight: _InFlight,
+        conf: float,
+        iou: float,
+        classes: list[int] | None,
+        with_masks: bool,
+        max_det: int,
+        agnostic: bool,
+    ) -> list[Detections]:
+        timings = StageTimings()
+        detections = self._collect(flight, conf, iou, classes, with_masks, max_det, agnostic, timings)
+        self._record(timings)
+        return detections
+
     def _stage_next(self, iterator: Iterator[Sequence[np.ndarray]]) -> tuple[float, Staged] | None:
         frames = next(iterator, None)
         if frames is None:
@@ -132,10 +193,46 @@ class GpuSegmentationEngine(SegmentationEngine):
         geometries = self._letterbox.geometry(frames, self.target_size, self.info.stride, self.rectangular)
         return self._letterbox.stage(frames, geometries)
 
-    def _finish(
+    def _launch(self, staged: Staged, started: float, with_masks: bool) -> _InFlight:
+        """Letterbox, network and a copy of the outputs into a free slot, queued on the compute stream."""
+        assert self._letterbox is not None
+        backend: Any = self.backend
+        ctx = backend.context
+        cp = ctx.cp
+        slot = self._free_slots.get()  # blocks only with more batches in flight than slots
+        if self._free_slots.qsize() < self.OUTPUT_SLOTS - 1:
+            self.overlapped_batches += 1
+        try:
+            launched = time.perf_counter()
+            canvas = staged.geometries[0].input_shape
+            size = backend.plan_batch(staged.count)
+            view = backend.input_view(size, canvas)
+            events = [cp.cuda.Event() for _ in range(3)]
+            events[0].record(ctx.stream)
+            self._letterbox.launch(staged, view)
+            events[1].record(ctx.stream)
+            output0, output1 = backend.run(size, canvas)
+            count = staged.count
+            with ctx.active():
+                # float32 copies the post-processing kernels index directly; the backend's own
+                # outputs are overwritten by the next batch's network while these are read.
+                out0 = to_cupy(output0)[:count]
+                pred = ctx.device_buffer(f"engine.pred.{slot}", tuple(out0.shape), np.float32)
+                pred[...] = out0
+                protos = None
+                if with_masks:
+                    out1 = to_cupy(output1)[:count]
+                    protos = ctx.device_buffer(f"engine.protos.{slot}", tuple(out1.shape), np.float32)
+                    protos[...] = out1
+            events[2].record(ctx.stream)
+        except BaseException:
+            self._free_slots.put(slot)
+            raise
+        return _InFlight(staged, started, launched, slot, pred, protos, events)
+
+    def _collect(
         self,
-        staged: Staged,
-        started: float,
+        flight: _InFlight,
         conf: float,
         iou: float,
         classes: list[int] | None,
@@ -144,37 +241,36 @@ class GpuSegmentationEngine(SegmentationEngine):
         agnostic: bool,
         timings: StageTimings,
     ) -> list[Detections]:
-        assert self._letterbox is not None and self._post is not None
-        backend: Any = self.backend
-        ctx = backend.context
-        cp = ctx.cp
-        launched = time.perf_counter()
-        canvas = staged.geometries[0].input_shape
-        size = backend.plan_batch(staged.count)
-        view = backend.input_view(size, canvas)
-        events = [cp.cuda.Event() for _ in range(3)]
-        events[0].record(ctx.stream)
-        self._letterbox.launch(staged, view)
-        events[1].record(ctx.stream)
-        output0, output1 = backend.run(size, canvas)
-        events[2].record(ctx.stream)
-        detections = self._post.run(
-            output0,
-            output1,
-            staged.geometries,
-            conf=conf,
-            iou=iou,
-            classes=classes,
-            with_masks=with_masks,
-            max_det=max_det,
-            agnostic=agnostic,
-        )
-        # pre: host staging + upload wait + letterbox kernel; infer: the network on the GPU; post: the rest.
-        wall_ms = (time.perf_counter() - started) * 1e3
-        pre_ms = (launched - started) * 1e3 + cp.cuda.get_elapsed_time(events[0], events[1])
+        """NMS and masks of a launched batch on the post-processing lane; frees its output slot."""
+        assert self._post is not None
+        post = self._post
+        try:
+            with self._collect_lock:
+                collecting = time.perf_counter()
+                post.ctx.stream.wait_event(flight.events[2])
+                detections = post.run(
+                    flight.pred,
+                    flight.protos if with_masks else flight.pred,
+                    flight.staged.geometries,
+                    conf=conf,
+                    iou=iou,
+                    classes=classes,
+                    with_masks=with_masks,
+                    max_det=max_det,
+                    agnostic=agnostic,
+                )
+                post.ctx.synchronize()  # nothing of this batch still reads the slot
+                finished = time.perf_counter()
+        finally:
+            self._free_slots.put(flight.slot)
+        cp = post.ctx.cp
+        # pre: host staging and launch + the letterbox kernel; infer: the network on the GPU;
+        # post: host time of NMS, masks and results (overlapping the next batch's network).
+        events = flight.events
+        pre_ms = (flight.launched - flight.started) * 1e3 + cp.cuda.get_elapsed_time(events[0], events[1])
         infer_ms = cp.cuda.get_elapsed_time(events[1], events[2])
-        post_ms = max(wall_ms - pre_ms - infer_ms, 0.0)
-        timings.add(StageTimings(pre_ms, infer_ms, post_ms, frames=staged.count, batches=1))
+        post_ms = (finished - collecting) * 1e3
+        timings.add(StageTimings(pre_ms, infer_ms, post_ms, frames=flight.staged.count, batches=1))
         return detections
 
 

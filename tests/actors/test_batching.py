@@ -170,3 +170,65 @@ def test_observer_sees_each_batch_and_close_refuses_new_work() -> None:
 def test_bad_settings_are_refused(max_batch: int, max_wait_ms: float) -> None:
     with pytest.raises(ValueError):
         Batcher(Recorder(), max_batch=max_batch, max_wait_ms=max_wait_ms)
+
+
+def test_two_batches_in_flight_overlap_and_answer_their_own_callers() -> None:
+    """max_inflight=2: a second batch starts while the first still runs (the GPU engine's overlap)."""
+    both_running = threading.Barrier(2, timeout=5)
+    seen: list[list[int]] = []
+
+    def fn(items: list[int]) -> list[int]:
+        seen.append(list(items))
+        both_running.wait()  # only returns when two batches run at the same time
+        return [item + 100 for item in items]
+
+    async def main() -> list[int]:
+        batcher = Batcher(fn, max_batch=2, max_wait_ms=1, max_inflight=2)
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(4)))
+        await batcher.close()
+        return list(results)
+
+    assert run(main()) == [100, 101, 102, 103]
+    assert sorted(seen) == [[0, 1], [2, 3]]
+
+
+def test_single_inflight_never_overlaps() -> None:
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def fn(items: list[int]) -> list[int]:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.02)
+        with lock:
+            active -= 1
+        return items
+
+    async def main() -> None:
+        batcher = Batcher(fn, max_batch=1, max_wait_ms=0)
+        await asyncio.gather(*(batcher.submit(i) for i in range(5)))
+        await batcher.close()
+
+    run(main())
+    assert peak == 1
+
+
+def test_close_waits_for_every_batch_in_flight() -> None:
+    fn = Recorder(delay_s=0.2)
+
+    async def main() -> list[int]:
+        batcher = Batcher(fn, max_batch=1, max_wait_ms=0, max_inflight=2)
+        first = [asyncio.ensure_future(batcher.submit(i)) for i in range(2)]
+        await asyncio.sleep(0.05)  # both batches are running
+        await batcher.close()
+        return [f.result() for f in first]
+
+    assert run(main()) == [0, 10]
+
+
+def test_max_inflight_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_inflight"):
+        Batcher(Recorder(), max_batch=1, max_wait_ms=0, max_inflight=0)

@@ -127,3 +127,32 @@ def test_predict_stream_equals_predict(seg_model, scenes) -> None:  # type: igno
             assert_same_detections(a, b, box_iou_min=0.999, mask_iou_min=0.999)
     with pytest.raises(Exception, match="batch holds"):
         list(gpu.predict_stream([[*scenes, *scenes, *scenes]]))
+
+
+def test_overlapped_stream_reuses_output_slots_correctly(seg_model, scenes) -> None:  # type: ignore[no-untyped-def]
+    """Many batches back to back: post-processing of k overlaps the network of k+1, results unchanged."""
+    _, gpu = _engines(seg_model, "fp16")
+    batches = [scenes[i % 4 : i % 4 + 1 + i % 3] for i in range(12)]
+    expected = [gpu.predict(batch, conf=0.25) for batch in batches]
+    before = gpu.overlapped_batches
+    streamed = list(gpu.predict_stream(iter(batches), conf=0.25))
+    assert gpu.overlapped_batches > before, "no batch was launched while another was collected"
+    for want, got in zip(expected, streamed, strict=True):
+        for a, b in zip(want, got, strict=True):
+            assert_same_detections(a, b, box_iou_min=0.999, mask_iou_min=0.999)
+
+
+def test_concurrent_predict_calls_give_each_caller_its_own_results(seg_model, scenes) -> None:  # type: ignore[no-untyped-def]
+    """Two threads (as the segmentation actor runs them): each gets exactly its frames' detections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, gpu = _engines(seg_model, "fp16")
+    jobs = [scenes[i % 4 :] + scenes[: i % 2] for i in range(16)]
+    expected = [gpu.predict(job, conf=0.25, with_masks=i % 3 != 0) for i, job in enumerate(jobs)]
+    with ThreadPoolExecutor(max_workers=gpu.concurrent_batches) as pool:
+        got = list(pool.map(lambda ij: gpu.predict(ij[1], conf=0.25, with_masks=ij[0] % 3 != 0), enumerate(jobs)))
+    for want, ours in zip(expected, got, strict=True):
+        assert len(want) == len(ours)
+        for a, b in zip(want, ours, strict=True):
+            assert_same_detections(a, b, box_iou_min=0.999, mask_iou_min=0.999)
+    assert gpu.total_timings.frames >= 2 * sum(len(job) for job in jobs)
