@@ -1,6 +1,7 @@
 """One camera's decoder actor: the head of the camera's pipeline.
 
-A driver thread takes the newest decoded frame, puts it into the object store once, asks the
+The camera's ``decoder`` setting picks CPU decoding (PyAV) or NVDEC (``trtseg.decode_nvdec``). A
+driver thread takes the newest decoded frame, puts it into the object store once, asks the
 segmenter for its detections (inferred frames only) and hands both references to the camera's
 pusher actor. At most ``frames_in_flight`` frames are between here and the pusher: when the
 pipeline falls behind, the decoder's one-slot mailbox keeps only the newest frame (older ones
@@ -18,9 +19,9 @@ from typing import Any
 
 import ray
 
-from actors.common import identity
+from actors.common import identity, limit_cv_threads
 from trtseg.config import CameraConfig
-from trtseg.decode import CameraDecoder
+from trtseg.decode_nvdec import NvdecUnavailable, make_decoder
 from trtseg.metrics import CameraMetrics
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class DecoderActor:
     ) -> None:
         self.camera = camera
         self._identity = identity("decoder", camera.id)
+        limit_cv_threads()
         self._segmenter = segmenter
         self._pusher = pusher
         self._limit = max(1, frames_in_flight)
@@ -52,7 +54,12 @@ class DecoderActor:
         self._last_error: str | None = None
         self._reported = {"drops": 0, "frames": 0}
         self._stop = threading.Event()
-        self.decoder = CameraDecoder(camera, file_dir=file_dir).start()
+        # Frames go through the object store to the segmenter and the pusher: host memory either way.
+        self.decoder = make_decoder(camera, file_dir=file_dir, host_frames=True)
+        try:
+            self.decoder.start()
+        except NvdecUnavailable as error:  # the camera stays, 'failed' with the fix in its stats
+            logger.error("decoder cannot start camera=%s error=%s", camera.id, error)
         self._thread = threading.Thread(target=self._drive, name=f"drive-{camera.id}", daemon=True)
         self._thread.start()
         logger.info("decoder started camera=%s node=%s", camera.id, self._identity["node_id"])

@@ -22,6 +22,10 @@ SINK_CPUS = 0.1
 CPU_SEGMENTER_CPUS = 1.0
 GPU_SEGMENTER_CPUS = 0.5
 PUSHER_TASK_RETRIES = 3
+# An NVDEC decoder takes no share of the GPU from Ray (the segmenters hold it all; the video engine
+# is a separate unit) but must see the device: Ray versions that hide GPUs from actors asking for
+# none are told not to.
+NVDEC_DECODER_OPTIONS: dict[str, Any] = {"runtime_env": {"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}}}
 
 
 def _affinity(node_id: str | None, soft: bool = True) -> dict[str, Any]:
@@ -82,5 +86,6 @@ def new_camera_actors(
         max_restarts=config.cluster.max_actor_restarts,
         max_task_retries=-1,
         **_affinity(node_id),
+        **(NVDEC_DECODER_OPTIONS if camera.decoder == "nvdec" else {}),
     ).remote(camera, segmenter, pusher, config.cluster.frames_in_flight, file_dir)
     return decoder, pusher

@@ -4,8 +4,12 @@ Same interface and behaviour as ``trtseg.decode.CameraDecoder`` (``start``, ``st
 ``stats``, ``state``; newest-frame mailbox, reconnect backoff, native-rate pacing and looping of
 file sources, monotonic ``pts_s``): only the session differs. Frames come out of PyNvVideoCodec
 as interleaved RGB in device memory and are handed on as CuPy arrays in BGR order
-(``Frame.image`` is then a ``cupy.ndarray`` of shape (H, W, 3)), so a GPU segmenter on the same
-device reads them without a host round trip. Chosen per camera with ``CameraConfig.decoder``.
+(``Frame.image`` is then a ``cupy.ndarray`` of shape (H, W, 3)), so a GPU segmenter in the same
+process reads them without a host round trip. With ``host_frames`` (the camera pipeline's decoder
+actor, whose frames travel through Ray's object store to the segmenter and to the annotating,
+encoding pusher, both of which need them in host memory anyway) each frame is reordered to BGR on
+the GPU and downloaded once: the CPU does no decoding at all. Chosen per camera with
+``CameraConfig.decoder``.
 
 PyNvVideoCodec (pip ``pynvvideocodec``) and CuPy are GPU extras, imported only when an NVDEC
 decoder starts; without them the camera fails at once with a message that says what to install.
@@ -67,9 +71,11 @@ class NvdecCameraDecoder(CameraDecoder):
         file_dir: str | Path | None = None,
         clock: Callable[[], float] = time.time,
         gpu_id: int = 0,
+        host_frames: bool = False,
     ) -> None:
         super().__init__(camera, file_dir=file_dir, clock=clock)
         self.gpu_id = gpu_id
+        self.host_frames = host_frames
 
     def start(self) -> NvdecCameraDecoder:
         """Fail at once, clearly, when the GPU extras are absent; else start like the CPU decoder."""
@@ -82,7 +88,7 @@ class NvdecCameraDecoder(CameraDecoder):
         return self
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "decoder": "nvdec", "gpu_id": self.gpu_id}
+        return {**super().stats(), "decoder": "nvdec", "gpu_id": self.gpu_id, "host_frames": self.host_frames}
 
     def _session(self, source: Source) -> bool:
         """Demux and decode until the end or an error; True when at least one frame came out."""
@@ -104,7 +110,7 @@ class NvdecCameraDecoder(CameraDecoder):
         self._begin_session()
         pace_origin: tuple[float, float] | None = None
         with cupy.cuda.Device(self.gpu_id):
-            for image, raw_pts in self._frames(demuxer, decoder, cupy):
+            for image, raw_pts in self._decoded(demuxer, decoder, cupy):
                 if self._stop.is_set():
                     raise _Stop
                 pts = self._monotonic_pts(raw_pts)
@@ -113,8 +119,9 @@ class NvdecCameraDecoder(CameraDecoder):
                 self._deliver(_GpuFrame(image), pts)  # type: ignore[arg-type]
         return self._frames_in_session > 0
 
-    def _frames(self, demuxer: Any, decoder: Any, cupy: Any) -> Iterator[tuple[Any, float]]:
-        """(BGR CuPy image, seconds) for each decoded frame; copies, since NVDEC reuses its surfaces."""
+    def _decoded(self, demuxer: Any, decoder: Any, cupy: Any) -> Iterator[tuple[Any, float]]:
+        """(BGR image, seconds) for each decoded frame: a CuPy copy (NVDEC reuses its surfaces), or
+        with ``host_frames`` a NumPy one."""
         for packet in demuxer:
             if self._stop.is_set():
                 raise _Stop
@@ -123,13 +130,20 @@ class NvdecCameraDecoder(CameraDecoder):
                 if rgb.ndim != 3 or rgb.shape[2] != 3:
                     raise SourceError(f"NVDEC returned a frame of shape {tuple(rgb.shape)}, expected (H, W, 3)")
                 bgr = cupy.ascontiguousarray(rgb[:, :, ::-1])
+                if self.host_frames:
+                    bgr = cupy.asnumpy(bgr)
                 # Frame count x frame step: PyNvVideoCodec's timestamps come in the container's time
                 # base, which its demuxer does not expose in every version; a camera's rate is constant.
                 yield bgr, self._frames_in_session * self._frame_step
 
 
-def make_decoder(camera: CameraConfig, file_dir: str | Path | None = None, gpu_id: int = 0) -> CameraDecoder:
-    """The decoder ``camera.decoder`` asks for: ``CameraDecoder`` (cpu) or ``NvdecCameraDecoder`` (nvdec)."""
-    if getattr(camera, "decoder", "cpu") == "nvdec":
-        return NvdecCameraDecoder(camera, file_dir=file_dir, gpu_id=gpu_id)
+def make_decoder(
+    camera: CameraConfig, file_dir: str | Path | None = None, gpu_id: int = 0, host_frames: bool = False
+) -> CameraDecoder:
+    """The decoder ``camera.decoder`` asks for: ``CameraDecoder`` (cpu) or ``NvdecCameraDecoder`` (nvdec).
+
+    ``host_frames``: NVDEC frames come out as NumPy arrays (CPU frames always do).
+    """
+    if camera.decoder == "nvdec":
+        return NvdecCameraDecoder(camera, file_dir=file_dir, gpu_id=gpu_id, host_frames=host_frames)
     return CameraDecoder(camera, file_dir=file_dir)

@@ -6,6 +6,7 @@ to end, cameras are added and removed at run time, killed actors come back.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,6 +132,26 @@ def test_add_and_remove_camera_at_run_time(system: Any, clip_dir: Path) -> None:
     with pytest.raises(KeyError):
         ray.get(system.remove_camera.remote("cam2"), timeout=30)
     assert {c["id"] for c in ray.get(system.list_cameras.remote(), timeout=30)} == {"cam1"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("PyNvVideoCodec") is not None, reason="NVDEC extras installed")
+def test_nvdec_camera_without_the_gpu_extras_fails_clearly_and_alone(system: Any, clip_dir: Path) -> None:
+    """A camera asking for NVDEC where PyNvVideoCodec is missing: listed, 'failed' with the fix; others run on."""
+    import ray
+
+    ray.get(system.add_camera.remote(camera("nv1", clip_dir / "clip.mp4", decoder="nvdec")), timeout=90)
+    try:
+
+        def failed_with_hint() -> bool:
+            decoder = ((_camera(system, "nv1") or {}).get("stats") or {}).get("decoder") or {}
+            hint = "pip install pynvvideocodec" in (decoder.get("last_error") or "")
+            return decoder.get("state") == "failed" and hint
+
+        wait_for(failed_with_hint, 60, "the NVDEC camera to report the missing extras")
+        before = _pushed(system, "cam1")
+        wait_for(lambda: _pushed(system, "cam1") > before, 60, "cam1 to keep pushing")
+    finally:
+        ray.get(system.remove_camera.remote("nv1"), timeout=60)
 
 
 def test_killed_decoder_comes_back(system: Any) -> None:

@@ -71,7 +71,8 @@ class CameraConfig(Section):
     decoder: Literal["cpu", "nvdec"] = Field(
         default="cpu",
         description="Where the stream is decoded: 'cpu' (PyAV/FFmpeg, frames in host memory) or 'nvdec' "
-        "(the GPU's video decoder through PyNvVideoCodec, frames stay in GPU memory; GPU machines only).",
+        "(the GPU's video decoder through PyNvVideoCodec: no CPU spent decoding, each frame downloaded once "
+        "for annotation and encoding; GPU machines with PyNvVideoCodec and CuPy only).",
     )
     inference_fps: float | None = Field(
         default=None, gt=0, le=120, description="Infer at most this many frames a second; empty: every frame."
