@@ -23,13 +23,14 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
+import cv2
 import numpy as np
 import subprocess_tee
 
 from trtseg.config.camera import CameraConfig
 from trtseg.config.pusher import PusherConfig
 from trtseg.decode import RateMeter
-from trtseg.ffmpeg_presets import build_push_command, hls_playlist, output_kind
+from trtseg.ffmpeg_presets import build_push_command, hls_playlist, output_kind, wire_format
 from trtseg.sources import redact_text, redact_url
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ class StreamPusher:
         self._origin: tuple[float, float] | None = None  # (wall, pts) of the pacing origin
         self._last_pts: float | None = None
         self._last_image: np.ndarray | None = None
+        self._last_wire: np.ndarray | None = None  # _last_image as written (repeated for gaps)
+        self._wire_format = wire_format(self._size)
         self._thread: threading.Thread | None = None
         if self.kind != "none":
             self._thread = threading.Thread(target=self._run, name=f"push-{camera.id}", daemon=True)
@@ -210,20 +213,27 @@ class StreamPusher:
             self._origin = (now, pts)  # fell behind by more than a second: pace from here
         if repeats and self._last_image is not None and self._last_image.shape == image.shape:
             for _ in range(repeats):
-                if not self._write(self._last_image):
+                if not self._write(self._last_wire):
                     return
                 self._duplicates += 1
-        if self._write(image):
+        wire = self._to_wire(image)
+        if self._write(wire):
             self._frames_written += 1
             self._last_pts = pts
-            self._last_image = image
+            self._last_image, self._last_wire = image, wire
 
-    def _write(self, image: np.ndarray) -> bool:
+    def _to_wire(self, image: np.ndarray) -> np.ndarray:
+        """The frame in FFmpeg's input format (``wire_format``): BGR -> I420 for even sizes."""
+        if self._wire_format == "yuv420p":
+            return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+        return np.ascontiguousarray(image)
+
+    def _write(self, wire: np.ndarray | None) -> bool:
         proc = self._proc
-        if proc is None or proc.stdin is None:
+        if proc is None or proc.stdin is None or wire is None:
             return False
         try:
-            proc.stdin.write(memoryview(np.ascontiguousarray(image)).cast("B"))
+            proc.stdin.write(memoryview(wire).cast("B"))
         except (BrokenPipeError, OSError, ValueError) as exc:
             self._on_death(f"write failed: {exc}")
             return False
@@ -250,7 +260,8 @@ class StreamPusher:
             self._schedule_restart(f"cannot start {self.pusher.ffmpeg}: {exc}")
             return False
         self._proc, self._proc_size, self._proc_started = proc, self._size, time.monotonic()
-        self._origin, self._last_pts, self._last_image = None, None, None
+        self._origin, self._last_pts, self._last_image, self._last_wire = None, None, None, None
+        self._wire_format = wire_format(self._size)
         self._stderr_tail.clear()
         assert proc.stderr is not None
         threading.Thread(

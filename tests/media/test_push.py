@@ -49,7 +49,7 @@ def test_command_line_presets(tmp_path: Path) -> None:
         CameraConfig(id="a", source="rtsp://h/x", push="rtmp://h/live/a"), pusher, (1280, 720), 25
     )
     joined = " ".join(rtmp)
-    assert "-f rawvideo -pix_fmt bgr24 -s 1280x720 -r 25 -i pipe:0" in joined
+    assert "-f rawvideo -pix_fmt yuv420p -s 1280x720 -r 25 -i pipe:0" in joined  # converted by the pusher
     assert "-c:v libx264 -preset veryfast -tune zerolatency -threads 1 -pix_fmt yuv420p -b:v 1500k" in joined
     assert "-g 50 -keyint_min 50" in joined and joined.endswith("-f flv -flvflags no_duration_filesize rtmp://h/live/a")
     rtsp = build_push_command(CameraConfig(id="a", source="rtsp://h/x", push="rtsp://h:8554/a"), pusher, (640, 360), 10)
@@ -58,6 +58,7 @@ def test_command_line_presets(tmp_path: Path) -> None:
     assert srt[-3:] == ["-f", "mpegts", "srt://h:9000"]
     hls = " ".join(build_push_command(CameraConfig(id="a", source="rtsp://h/x"), pusher, (641, 361), 25))
     assert "-vf crop=trunc(iw/2)*2:trunc(ih/2)*2" in hls  # odd sizes cannot be yuv420p
+    assert "-pix_fmt bgr24 -s 641x361" in hls
     assert "-f hls -hls_time 2 -hls_list_size 6" in hls
     assert "delete_segments+independent_segments+temp_file" in hls
     assert hls.endswith(str(tmp_path / "hls" / "a" / "index.m3u8"))
@@ -131,6 +132,31 @@ def test_push_rejects_bad_frames(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("size", [(320, 240), (321, 241)])
+def test_pushed_colours_survive_the_wire_format(tmp_path: Path, size: tuple[int, int]) -> None:
+    """Blue, green and red thirds come back as blue, green and red (yuv420p wire, and bgr24 for odd sizes)."""
+    camera = CameraConfig(id=f"colour{size[0]}", source="rtsp://h/x", push="hls")
+    pusher = StreamPusher(camera, _pusher_config(tmp_path, hls_segment_s=0.5, gop_s=0.5), size, 25)
+    width, height = size
+    image = np.zeros((height, width, 3), np.uint8)
+    thirds = [(0, width // 3), (width // 3, 2 * width // 3), (2 * width // 3, width)]
+    colours = [(200, 40, 30), (30, 200, 40), (40, 30, 200)]  # BGR: blue, green, red
+    for (x0, x1), colour in zip(thirds, colours, strict=True):
+        image[:, x0:x1] = colour
+    try:
+        for index in range(25):
+            pusher.push(image, pts_s=index / 25)
+            time.sleep(0.02)
+        assert wait_until(lambda: pusher.stats()["frames_written"] >= 20, timeout_s=10), pusher.stats()
+    finally:
+        pusher.close()
+    segment = min(Path(pusher.target_urls()["hls"]).parent.glob("seg_*.ts"), key=lambda p: int(p.stem[4:]))
+    decoded = next(frame for frame, _ in _clip_frames(segment))
+    for (x0, x1), colour in zip(thirds, colours, strict=True):
+        got = decoded[height // 4 : 3 * height // 4, x0 + 8 : x1 - 8].reshape(-1, 3).mean(axis=0)
+        assert np.abs(got - np.array(colour)).max() < 12, (size, colour, got)
+
+
 def test_size_change_restarts_encoder(tmp_path: Path) -> None:
     camera = CameraConfig(id="resize", source="rtsp://h/x", push="hls")
     pusher = StreamPusher(camera, _pusher_config(tmp_path, hls_segment_s=0.5, gop_s=0.5), (320, 240), 25)
