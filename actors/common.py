@@ -15,6 +15,22 @@ CONTROLLER_NAME = "trtseg-controller"
 SINK_NAME = "trtseg-sink"
 
 
+CAMERA_ACTOR_CV_THREADS = 1
+
+
+def limit_cv_threads(threads: int = CAMERA_ACTOR_CV_THREADS) -> None:
+    """Cap OpenCV's thread pool in a per-camera actor process.
+
+    OpenCV starts one worker per core in every process; with a decoder and a pusher per camera,
+    32 cameras on 16 cores would run over a thousand of them, and their hand-offs cost more than
+    the drawing and colour conversion they split (measured on the H100 node: the pusher's CPU per
+    frame fell when capped; docs/BENCHMARKS.md).
+    """
+    import cv2
+
+    cv2.setNumThreads(threads)
+
+
 def identity(role: str, key: str) -> dict[str, Any]:
     """Who answers a ping: a new ``incarnation`` after every (re)start tells the watchdog about restarts."""
     import ray

@@ -12,7 +12,7 @@ from typing import Any
 
 import ray
 
-from actors.common import identity
+from actors.common import identity, limit_cv_threads
 from trtseg.config import CameraConfig, PusherConfig
 from trtseg.detections import Detections
 from trtseg.events import EventRecord
@@ -33,6 +33,7 @@ class PusherActor:
     def __init__(self, camera: CameraConfig, pusher: PusherConfig, names: dict[int, str], sink: Any = None) -> None:
         self.camera = camera
         self._identity = identity("pusher", camera.id)
+        limit_cv_threads()
         self._sink = sink
         self._pending_events: list[Any] = []
         self._metrics = CameraMetrics(camera.id)
