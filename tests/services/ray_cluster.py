@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,6 +87,11 @@ def _start_cluster(
     # A private temp dir: sessions, sockets and the "current cluster" address file stay ours, so
     # another process's ray.init(address="auto") on this machine never finds a test cluster.
     temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+    # ray.cluster_utils still records the head's address in Ray's default temp dir, which it does
+    # not create: on a machine where Ray never ran, the first test cluster would fail to start.
+    from ray._private.utils import get_ray_address_file
+
+    Path(get_ray_address_file(None)).parent.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
