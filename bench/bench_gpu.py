@@ -22,6 +22,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,18 @@ def bench_ours(model: Path, batch: int, frames: list[np.ndarray], budget_s: floa
         for _ in engine.predict_stream((sets[i % len(sets)] for i in range(count)), conf=0.25):
             pass
         stream_s = (time.perf_counter() - t0) / count
+        # The same stream with post-processing not overlapping the next network (A/B of the overlap).
+        engine.overlap = False
+        t0 = time.perf_counter()
+        for _ in engine.predict_stream((sets[i % len(sets)] for i in range(count)), conf=0.25):
+            pass
+        serial_s = (time.perf_counter() - t0) / count
+        engine.overlap = True
+        # Two threads calling predict, as the segmentation actor's batcher runs them.
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=engine.concurrent_batches) as pool:
+            list(pool.map(lambda chunk: engine.predict(chunk, conf=0.25), (sets[i % len(sets)] for i in range(count))))
+        callers_s = (time.perf_counter() - t0) / count
         median = statistics.median(times)
         row.update(
             {
@@ -100,6 +113,8 @@ def bench_ours(model: Path, batch: int, frames: list[np.ndarray], budget_s: floa
                 f"{label}ms_per_frame": median * 1e3 / batch,
                 f"{label}fps": batch / median,
                 f"{label}stream_fps": batch / stream_s,
+                f"{label}stream_no_overlap_fps": batch / serial_s,
+                f"{label}two_callers_fps": batch / callers_s,
                 f"{label}stage_ms_per_batch": {
                     k: stages[k] / max(stages["batches"], 1) for k in ("pre_ms", "infer_ms", "post_ms")
                 },
@@ -168,8 +183,9 @@ def markdown(rows: list[dict[str, Any]], device: str, command: str) -> str:
         "",
         "| model | batch | ours ms/frame | ours frames/s | ours streamed | ours, pinned frames | ours, pinned, "
         "streamed | ultralytics ms/frame | ultralytics frames/s | speed-up (ms/frame) "
+        "| ours, pinned, streamed without overlap | ours, pinned, two callers "
         "| ours pre / infer / post ms per batch (pinned) | instances per batch (ours / ultralytics) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     by_key: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for row in rows:
@@ -184,6 +200,11 @@ def markdown(rows: list[dict[str, Any]], device: str, command: str) -> str:
             cells += ["-"] * 5
         cells += [f"{ul['ms_per_frame']:.2f}", f"{ul['fps']:.0f}"] if ul else ["-", "-"]
         cells.append(f"{ul['ms_per_frame'] / ours['ms_per_frame']:.1f}x" if ours and ul else "-")
+        cells += (
+            [f"{ours[k]:.0f}" for k in ("pinned_stream_no_overlap_fps", "pinned_two_callers_fps")]
+            if ours
+            else ["-"] * 2
+        )
         stages = ours["pinned_stage_ms_per_batch"] if ours else None
         cells.append(" / ".join(f"{stages[k]:.2f}" for k in ("pre_ms", "infer_ms", "post_ms")) if stages else "-")
         cells.append(f"{ours['instances_per_batch'] if ours else '-'} / {ul['instances_per_batch'] if ul else '-'}")

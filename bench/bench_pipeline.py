@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +61,15 @@ OBJECT_STORE_BYTES = 512 * 1024 * 1024
 
 
 # ----------------------------------------------------------------------------- cluster and system
+def gpu_count() -> int:
+    """NVIDIA GPUs on this machine (``nvidia-smi -L``), 0 where there is none."""
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
+
+
 class LocalSystem:
     """A local Ray head (metrics agent on a known port) running the trtseg system; torn down by ``close``."""
 
@@ -76,6 +86,9 @@ class LocalSystem:
             initialize_head=True,
             head_node_args={
                 "num_cpus": max(os.cpu_count() or 2, 4),
+                # cluster_utils gives a node no GPUs unless told: without this the system would see
+                # a CPU-only node and place CPU segmenters (segmenters_per_gpu would do nothing).
+                "num_gpus": gpu_count() if args.device.startswith("cuda") else 0,
                 "node_ip_address": "127.0.0.1",
                 "gcs_server_port": free_port(),
                 "include_dashboard": False,
@@ -136,11 +149,16 @@ def build_config(args: argparse.Namespace, workdir: Path, clip_dir: Path, namesp
         cluster=ClusterConfig(
             namespace=namespace,
             cpu_segmenters=1,
+            segmenters_per_gpu=args.segmenters_per_gpu,
             persist_cameras=False,  # each run adds its own cameras; none carry over to the next run
             **({"frames_in_flight": args.frames_in_flight} if args.frames_in_flight else {}),
         ),
         engine=EngineConfig(**engine),
-        pusher=PusherConfig(hls_dir=workdir / "hls", preset=args.preset),
+        pusher=PusherConfig(
+            hls_dir=workdir / "hls",
+            preset=args.preset,
+            **({"threads": args.x264_threads} if args.x264_threads is not None else {}),
+        ),
         sink=SinkConfig(
             database_url=f"sqlite:///{workdir / 'events.db'}",
             keyframe_dir=workdir / "keyframes",
@@ -158,6 +176,7 @@ def camera_dict(index: int, clip: Path, args: argparse.Namespace) -> dict[str, A
         "loop": True,
         "push": args.push,
         "inference_fps": args.inference_fps,
+        "decoder": args.decoder,
     }
     return camera
 
@@ -193,17 +212,50 @@ def role_pids(system: LocalSystem, camera_ids: list[str], before: dict[str, Any]
     return pids
 
 
+def segmenter_batching(system: LocalSystem) -> dict[str, dict[str, Any]]:
+    """Each segmentation actor's cumulative batching figures (from the controller's health)."""
+    import ray
+
+    health = ray.get(system.controller.health.remote(), timeout=60)
+    return {
+        key.split(":", 1)[1]: dict(component.get("batching") or {})
+        for key, component in health["components"].items()
+        if key.startswith("segmenter:")
+    }
+
+
+def batching_window(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Batches of the window, per segmenter: how many, mean size and mean time (from cumulative counters)."""
+    out: dict[str, Any] = {}
+    for key, end in after.items():
+        start = before.get(key, {})
+        batches = _delta(end, start, "batches")
+        busy_ms = float(end.get("mean_batch_ms", 0)) * float(end.get("batches", 0)) - float(
+            start.get("mean_batch_ms", 0)
+        ) * float(start.get("batches", 0))
+        out[key] = {
+            "batches": batches,
+            "mean_batch_size": round(_delta(end, start, "items") / batches, 2) if batches else 0.0,
+            "mean_batch_ms": round(busy_ms / batches, 2) if batches else 0.0,
+            "queue_depth_end": end.get("queue_depth"),
+        }
+    return out
+
+
 def measure(system: LocalSystem, camera_ids: list[str], seconds: float) -> dict[str, Any]:
     """One measurement window on the running cameras."""
     before = snapshot(system, camera_ids)
+    batching0 = segmenter_batching(system)
     meter = CpuMeter(pids=role_pids(system, camera_ids, before))
     meter.start()
     time.sleep(seconds)
     meter.stop()
     after = snapshot(system, camera_ids)
+    batching = batching_window(batching0, segmenter_batching(system))
     wall = after["t"] - before["t"]
     per_camera = [camera_figures(cid, before, after, wall, meter) for cid in camera_ids]
-    return summarise(per_camera, wall, meter, machine_cpu_percent((before["cpu_times"], after["cpu_times"])))
+    busy = machine_cpu_percent((before["cpu_times"], after["cpu_times"]))
+    return {**summarise(per_camera, wall, meter, busy), "segmenter_batching": batching}
 
 
 def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float:
@@ -295,6 +347,8 @@ def summarise(per_camera: list[dict[str, Any]], wall: float, meter: CpuMeter, bu
 
 # ----------------------------------------------------------------------------- run
 def schedule(args: argparse.Namespace) -> list[int]:
+    if args.steps:
+        return args.steps
     if not args.ramp:
         return [args.cameras]
     steps, n = [], 1
@@ -353,12 +407,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results.append(step)
             write_json(Path(args.out).with_suffix(".partial.json"), {"steps": results})  # survives a kill
             logger.info(
-                "step cameras=%d realtime=%s fps_out=%.1f worst_drop=%s p99_worst=%s",
+                "step cameras=%d realtime=%s fps_out=%.1f worst_drop=%s p99_worst=%s batching=%s",
                 n,
                 step["realtime"],
                 step["frames_out_per_s"],
                 step["worst_drop_rate"],
                 step["p99_ms_worst"],
+                step["segmenter_batching"],
             )
             if args.ramp and not step["realtime"]:
                 break
@@ -381,6 +436,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "inference_fps": args.inference_fps,
             "push": args.push,
             "preset": args.preset,
+            "x264_threads": args.x264_threads,
+            "decoder": args.decoder,
+            "segmenters_per_gpu": args.segmenters_per_gpu,
             "size": list(args.size),
             "fps": CLIP_FPS,
             "warmup_s": args.warmup,
@@ -442,6 +500,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cameras", type=int, default=1, help="cameras of a single run (without --ramp)")
     parser.add_argument("--ramp", action="store_true", help="1, 2, 4, ... cameras until real time breaks")
     parser.add_argument("--max-cameras", type=int, default=64, help="largest camera count of the ramp")
+    parser.add_argument(
+        "--steps",
+        type=_counts,
+        default=None,
+        help="camera counts to measure in turn, e.g. 8,16,24,32 (with --ramp: stop at the first that breaks real time)",
+    )
+    parser.add_argument("--decoder", default="cpu", choices=["cpu", "nvdec"], help="each camera's decoder")
+    parser.add_argument("--segmenters-per-gpu", type=int, default=1, help="segmentation actors per GPU")
+    parser.add_argument("--x264-threads", type=int, default=None, help="x264 threads per pusher; default: the config's")
     parser.add_argument("--seconds", type=float, default=30.0, help="measurement window of each step")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds after the cameras are live")
     parser.add_argument("--inference-fps", type=float, default=None, help="per camera; default: every frame")
@@ -478,6 +545,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps must be camera counts like 8,16,32, got '{text}'") from None
+    if not counts or min(counts) < 1 or counts != sorted(counts):
+        raise argparse.ArgumentTypeError(f"steps must be rising counts of at least 1, got '{text}'")
+    return counts
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(part) for part in text.lower().split("x"))
@@ -506,6 +583,8 @@ def doc_body(report: dict[str, Any], table: str, plot_path: str | None, note: st
         f"{_rate(settings['inference_fps'])}, "
         f"{'no encoder (push none)' if settings['push'] == 'none' else 'push ' + settings['push']}"
         f"{'' if settings['push'] == 'none' else ' (x264 ' + settings['preset'] + ')'}, "
+        f"decoder {settings.get('decoder', 'cpu')}, segmentation actors per GPU "
+        f"{settings.get('segmenters_per_gpu', 1)}, "
         f"frames in flight per camera {settings.get('frames_in_flight') or 'default (2)'}, "
         f"{settings['size'][0]}x{settings['size'][1]} at {settings['fps']} fps, "
         f"warm-up {settings['warmup_s']:g} s, window {settings['seconds']:g} s per step.",
