@@ -140,11 +140,19 @@ def frame_masks(
     ``offsets[k]`` in ``crops``; ``image[k]`` is its frame in the batch.
     """
     data = crops.view(bool)
-    out = []
-    for i, geom in enumerate(geometries):
-        sel = np.flatnonzero(image == i)
-        out.append(InstanceMasks.from_buffer(geom.frame_shape, geo[sel, :4], offsets[sel], data))
-    return out
+    return [
+        InstanceMasks.from_buffer(geom.frame_shape, geo[rows, :4], offsets[rows], data)
+        for geom, rows in zip(geometries, frame_rows(image, len(geometries)), strict=True)
+    ]
+
+
+def frame_rows(image: np.ndarray, frames: int) -> list[slice] | list[np.ndarray]:
+    """Each frame's rows: slices when rows are grouped by frame (as the selection leaves them; no
+    per-frame scans or copies for a 32-frame batch), index arrays otherwise."""
+    if image.size < 2 or not bool((np.diff(image) < 0).any()):
+        bounds = np.searchsorted(image, np.arange(frames + 1)).tolist()
+        return [slice(bounds[i], bounds[i + 1]) for i in range(frames)]
+    return [np.flatnonzero(image == i) for i in range(frames)]
 
 
 _SELECT_KERNEL = r"""
@@ -262,17 +270,17 @@ class GpuPostprocess:
                 mask_list, nonempty = self._masks(pred, protos, kept, geometries)
                 masks = list(mask_list)
                 if not nonempty.all():  # as Ultralytics and the CPU path: drop instances with empty masks
-                    masks = [m[nonempty[kept.image == i]] for i, m in enumerate(mask_list)]
+                    rows = frame_rows(kept.image, count)
+                    masks = [m[nonempty[rows[i]]] for i, m in enumerate(mask_list)]
                     kept, frame_boxes = kept.take(np.flatnonzero(nonempty)), frame_boxes[nonempty]
         results: list[Detections] = []
-        for i, geom in enumerate(geometries):
-            sel = np.flatnonzero(kept.image == i)
+        for geom, sel, instance_masks in zip(geometries, frame_rows(kept.image, count), masks, strict=True):
             results.append(
                 Detections(
                     boxes=frame_boxes[sel].astype(np.float32),
                     scores=kept.scores[sel].astype(np.float32),
                     class_ids=kept.class_ids[sel].astype(np.int32),
-                    masks=masks[i],
+                    masks=instance_masks,
                     names=self.names,
                     frame_shape=geom.frame_shape,
                 )
