@@ -9,6 +9,7 @@ that can take part implement ``DeviceBackend``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -144,23 +145,28 @@ class GpuSegmentationEngine(SegmentationEngine):
         limit = max_det if max_det is not None else self.config.max_detections
         iterator = iter(batches)
         pending = self._stager.submit(self._stage_next, iterator)
-        flight: _InFlight | None = None
-        while True:
-            if flight is not None and (not self.overlap or not pending.done()):  # nothing to overlap with
-                yield self._collect_stream(flight, conf, iou, class_ids, with_masks, limit, agnostic)
-                flight = None
-            item = pending.result()
-            if item is None:
-                break
-            started, staged = item
-            pending = self._stager.submit(self._stage_next, iterator)  # overlaps the GPU work below
-            with self._launch_lock:
-                launched = self._launch(staged, started, with_masks)
+        flight: _InFlight | None = None  # launched, not yet collected
+        try:
+            while True:
+                if flight is not None and (not self.overlap or not pending.done()):  # nothing to overlap with
+                    done, flight = flight, None
+                    yield self._collect_stream(done, conf, iou, class_ids, with_masks, limit, agnostic)
+                item = pending.result()
+                if item is None:
+                    break
+                started, staged = item
+                pending = self._stager.submit(self._stage_next, iterator)  # overlaps the GPU work below
+                with self._launch_lock:
+                    launched = self._launch(staged, started, with_masks)
+                done, flight = flight, launched
+                if done is not None:
+                    yield self._collect_stream(done, conf, iou, class_ids, with_masks, limit, agnostic)
             if flight is not None:
-                yield self._collect_stream(flight, conf, iou, class_ids, with_masks, limit, agnostic)
-            flight = launched
-        if flight is not None:
-            yield self._collect_stream(flight, conf, iou, class_ids, with_masks, limit, agnostic)
+                done, flight = flight, None
+                yield self._collect_stream(done, conf, iou, class_ids, with_masks, limit, agnostic)
+        finally:
+            if flight is not None:  # the caller stopped early, or a batch failed: hand the slot back
+                self._release(flight)
 
     # -- internals ------------------------------------------------------------------------------
     def _collect_stream(
@@ -177,6 +183,12 @@ class GpuSegmentationEngine(SegmentationEngine):
         detections = self._collect(flight, conf, iou, classes, with_masks, max_det, agnostic, timings)
         self._record(timings)
         return detections
+
+    def _release(self, flight: _InFlight) -> None:
+        """Free the output slot of a launched batch that will not be collected."""
+        with contextlib.suppress(Exception):
+            flight.events[2].synchronize()
+        self._free_slots.put(flight.slot)
 
     def _stage_next(self, iterator: Iterator[Sequence[np.ndarray]]) -> tuple[float, Staged] | None:
         frames = next(iterator, None)
@@ -244,8 +256,8 @@ class GpuSegmentationEngine(SegmentationEngine):
         """NMS and masks of a launched batch on the post-processing lane; frees its output slot."""
         assert self._post is not None
         post = self._post
-        try:
-            with self._collect_lock:
+        with self._collect_lock:
+            try:
                 collecting = time.perf_counter()
                 post.ctx.stream.wait_event(flight.events[2])
                 detections = post.run(
@@ -259,10 +271,12 @@ class GpuSegmentationEngine(SegmentationEngine):
                     max_det=max_det,
                     agnostic=agnostic,
                 )
-                post.ctx.synchronize()  # nothing of this batch still reads the slot
                 finished = time.perf_counter()
-        finally:
-            self._free_slots.put(flight.slot)
+            finally:
+                # Nothing of this batch may still read the slot when it is handed on, failed or not.
+                with contextlib.suppress(Exception):
+                    post.ctx.synchronize()
+                self._free_slots.put(flight.slot)
         cp = post.ctx.cp
         # pre: host staging and launch + the letterbox kernel; infer: the network on the GPU;
         # post: host time of NMS, masks and results (overlapping the next batch's network).

@@ -142,6 +142,23 @@ def test_overlapped_stream_reuses_output_slots_correctly(seg_model, scenes) -> N
             assert_same_detections(a, b, box_iou_min=0.999, mask_iou_min=0.999)
 
 
+def test_a_stream_left_early_gives_its_slots_back(seg_model, scenes) -> None:  # type: ignore[no-untyped-def]
+    """Callers that stop iterating mid-stream (a batch launched, not collected) must not starve the engine."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, gpu = _engines(seg_model, "fp16")
+    for _ in range(3 * gpu.OUTPUT_SLOTS):
+        stream = gpu.predict_stream([scenes[:2]] * 5, conf=0.25)
+        next(stream)
+        stream.close()
+    pool = ThreadPoolExecutor(max_workers=1)  # a leaked slot would block this call forever
+    try:
+        got = pool.submit(gpu.predict, scenes[:2], conf=0.25).result(timeout=60)
+    finally:
+        pool.shutdown(wait=False)
+    assert len(got) == 2
+
+
 def test_concurrent_predict_calls_give_each_caller_its_own_results(seg_model, scenes) -> None:  # type: ignore[no-untyped-def]
     """Two threads (as the segmentation actor runs them): each gets exactly its frames' detections."""
     from concurrent.futures import ThreadPoolExecutor
