@@ -10,6 +10,7 @@ that can take part implement ``DeviceBackend``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -145,12 +146,21 @@ class GpuSegmentationEngine(SegmentationEngine):
         limit = max_det if max_det is not None else self.config.max_detections
         iterator = iter(batches)
         pending = self._stager.submit(self._stage_next, iterator)
+        finish = functools.partial(
+            self._collect_stream,
+            conf=conf,
+            iou=iou,
+            classes=class_ids,
+            with_masks=with_masks,
+            max_det=limit,
+            agnostic=agnostic,
+        )
         flight: _InFlight | None = None  # launched, not yet collected
         try:
             while True:
                 if flight is not None and (not self.overlap or not pending.done()):  # nothing to overlap with
                     done, flight = flight, None
-                    yield self._collect_stream(done, conf, iou, class_ids, with_masks, limit, agnostic)
+                    yield finish(done)
                 item = pending.result()
                 if item is None:
                     break
@@ -160,10 +170,10 @@ class GpuSegmentationEngine(SegmentationEngine):
                     launched = self._launch(staged, started, with_masks)
                 done, flight = flight, launched
                 if done is not None:
-                    yield self._collect_stream(done, conf, iou, class_ids, with_masks, limit, agnostic)
+                    yield finish(done)
             if flight is not None:
                 done, flight = flight, None
-                yield self._collect_stream(done, conf, iou, class_ids, with_masks, limit, agnostic)
+                yield finish(done)
         finally:
             if flight is not None:  # the caller stopped early, or a batch failed: hand the slot back
                 self._release(flight)
