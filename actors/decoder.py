@@ -3,7 +3,8 @@
 The camera's ``decoder`` setting picks CPU decoding (PyAV) or NVDEC (``trtseg.decode_nvdec``). A
 driver thread takes the newest decoded frame, puts it into the object store once, asks the
 segmenter for its detections (inferred frames only) and hands both references to the camera's
-pusher actor. At most ``frames_in_flight`` frames are between here and the pusher: when the
+pusher actor. At most ``frames_in_flight`` frames (more with an inference interval, see
+``trtseg.pipeline.frames_in_flight_limit``) are between here and the pusher: when the
 pipeline falls behind, the decoder's one-slot mailbox keeps only the newest frame (older ones
 counted as drops) instead of a queue growing, so the output stays real time.
 """
@@ -23,6 +24,7 @@ from actors.common import identity, limit_cv_threads
 from trtseg.config import CameraConfig
 from trtseg.decode_nvdec import NvdecUnavailable, make_decoder
 from trtseg.metrics import CameraMetrics
+from trtseg.pipeline import frames_in_flight_limit
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ class DecoderActor:
         limit_cv_threads()
         self._segmenter = segmenter
         self._pusher = pusher
-        self._limit = max(1, frames_in_flight)
+        self._configured_limit = max(1, frames_in_flight)
+        self._limit = self._configured_limit
         self._metrics = CameraMetrics(camera.id)
         self._in_flight: deque[Any] = deque()
         self._figures = {"submitted": 0, "inferred": 0, "completed": 0, "pipeline_errors": 0, "waits_full": 0}
@@ -96,6 +99,7 @@ class DecoderActor:
     def _drive(self) -> None:
         while not self._stop.is_set():
             try:
+                self._limit = frames_in_flight_limit(self._configured_limit, self.camera, self._source_fps())
                 if len(self._in_flight) >= self._limit:
                     self._figures["waits_full"] += 1
                     self._reap(WAIT_TIMEOUT_S)
@@ -111,8 +115,11 @@ class DecoderActor:
                 logger.exception("decoder driver error camera=%s", self.camera.id)
                 time.sleep(0.2)
 
+    def _source_fps(self) -> float:
+        return float(self.decoder.stats().get("source_fps") or 0.0)
+
     def _submit(self, frame: Any) -> None:
-        fps = self.decoder.stats().get("source_fps") or 0.0
+        fps = self._source_fps()
         if fps:
             frame.meta["fps"] = float(fps)
         frame.meta["submitted_ts"] = time.time()

@@ -11,7 +11,8 @@ warm-up: frames in and out, drop rate against the source's real time, p50/p99 ca
 latency (the pipeline's own Prometheus histogram, scraped from the node's metrics agent), inference
 fps, CPU cores of each camera's decoder actor, pusher actor and FFmpeg encoder, and object-store
 bytes put per camera. ``--ramp`` adds cameras (1, 2, 4, ...) on the running system until the real-
-time criteria break (drops >= 1 % or p99 >= 200 ms) and reports the largest sustained N.
+time criteria break (drops >= 1 % or p99 >= 200 ms, or ``--p99-limit-ms``) and reports the largest
+sustained N.
 """
 
 from __future__ import annotations
@@ -242,7 +243,9 @@ def batching_window(before: dict[str, dict[str, Any]], after: dict[str, dict[str
     return out
 
 
-def measure(system: LocalSystem, camera_ids: list[str], seconds: float) -> dict[str, Any]:
+def measure(
+    system: LocalSystem, camera_ids: list[str], seconds: float, p99_limit_ms: float = REALTIME_P99_LIMIT_MS
+) -> dict[str, Any]:
     """One measurement window on the running cameras."""
     before = snapshot(system, camera_ids)
     batching0 = segmenter_batching(system)
@@ -255,7 +258,7 @@ def measure(system: LocalSystem, camera_ids: list[str], seconds: float) -> dict[
     wall = after["t"] - before["t"]
     per_camera = [camera_figures(cid, before, after, wall, meter) for cid in camera_ids]
     busy = machine_cpu_percent((before["cpu_times"], after["cpu_times"]))
-    return {**summarise(per_camera, wall, meter, busy), "segmenter_batching": batching}
+    return {**summarise(per_camera, wall, meter, busy, p99_limit_ms), "segmenter_batching": batching}
 
 
 def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float:
@@ -268,7 +271,9 @@ def camera_figures(
     dec0, dec1 = before["cameras"][cid]["decoder"], after["cameras"][cid]["decoder"]
     out0, out1 = before["cameras"][cid]["output"], after["cameras"][cid]["output"]
     fps = float(dec1.get("source_fps") or CLIP_FPS)
-    expected = fps * wall
+    # The clip's reopen when it loops is a gap no live camera has: its time is not expected to carry frames.
+    loop_gap = max(0.0, _delta(dec1, dec0, "loop_gap_s"))
+    expected = fps * max(wall - loop_gap, 0.0)
     frames_out = _delta(out1, out0, "frames")  # annotated frames handed to the pusher
     push0, push1 = out0.get("push", {}), out1.get("push", {})
     encoding = push1.get("state") not in (None, "disabled", "waiting")
@@ -283,6 +288,7 @@ def camera_figures(
         "state": dec1.get("state"),
         "source_fps": fps,
         "frames_expected": round(expected, 1),
+        "loop_gap_s": round(loop_gap, 3),
         "frames_in": _delta(dec1, dec0, "frames"),
         "frames_submitted": submitted,
         "frames_out": frames_out,
@@ -316,14 +322,20 @@ def _worst(values: list[Any]) -> float | None:
     return max(present) if present else None
 
 
-def summarise(per_camera: list[dict[str, Any]], wall: float, meter: CpuMeter, busy: float) -> dict[str, Any]:
+def summarise(
+    per_camera: list[dict[str, Any]],
+    wall: float,
+    meter: CpuMeter,
+    busy: float,
+    p99_limit_ms: float = REALTIME_P99_LIMIT_MS,
+) -> dict[str, Any]:
     worst_drop = _worst([c["drop_rate"] for c in per_camera])
     worst_p99 = _worst([c["latency_p99_ms"] for c in per_camera])
     realtime = (
         worst_drop is not None
         and worst_drop < REALTIME_DROP_LIMIT
         and worst_p99 is not None
-        and worst_p99 < REALTIME_P99_LIMIT_MS
+        and worst_p99 < p99_limit_ms
     )
     return {
         "cameras": len(per_camera),
@@ -402,7 +414,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 camera_ids.append(cam["id"])
             wait_live(system, camera_ids, CAMERA_READY_TIMEOUT_S)
             time.sleep(args.warmup)
-            step = measure(system, camera_ids, args.seconds)
+            step = measure(system, camera_ids, args.seconds, args.p99_limit_ms)
             step["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
             results.append(step)
             write_json(Path(args.out).with_suffix(".partial.json"), {"steps": results})  # survives a kill
@@ -445,7 +457,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": args.seconds,
             "distinct_clips": len(clips),
         },
-        "criteria": {"drop_rate_below": REALTIME_DROP_LIMIT, "p99_ms_below": REALTIME_P99_LIMIT_MS},
+        "criteria": {"drop_rate_below": REALTIME_DROP_LIMIT, "p99_ms_below": args.p99_limit_ms},
         "largest_realtime_cameras": sustained,
         "steps": results,
     }
@@ -509,6 +521,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decoder", default="cpu", choices=["cpu", "nvdec"], help="each camera's decoder")
     parser.add_argument("--segmenters-per-gpu", type=int, default=1, help="segmentation actors per GPU")
     parser.add_argument("--x264-threads", type=int, default=None, help="x264 threads per pusher; default: the config's")
+    parser.add_argument(
+        "--p99-limit-ms",
+        type=float,
+        default=REALTIME_P99_LIMIT_MS,
+        help="real-time latency criterion (the H100 goal of #9 is 150; a histogram bucket boundary keeps it exact)",
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="measurement window of each step")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds after the cameras are live")
     parser.add_argument("--inference-fps", type=float, default=None, help="per camera; default: every frame")
@@ -591,7 +609,8 @@ def doc_body(report: dict[str, Any], table: str, plot_path: str | None, note: st
         "",
         table,
         "",
-        f"Largest camera count meeting real time (drops < 1 %, p99 < 200 ms): "
+        f"Largest camera count meeting real time (drops < 1 %, p99 < "
+        f"{report.get('criteria', {}).get('p99_ms_below', REALTIME_P99_LIMIT_MS):g} ms): "
         f"**{report['largest_realtime_cameras']}**. {note}".rstrip(),
     ]
     if plot_path:
@@ -606,15 +625,16 @@ clip (seeds 0-3, reused round-robin beyond four cameras) read as a file source l
 Each step waits until every camera pushes, warms up, then reads every camera's counters
 (`get_camera` stats) at the start and end of the window. Drops count against the camera: a frame the
 camera produced in the window (source fps x seconds) that was not pushed is a drop, whether the
-decoder's one-slot mailbox overwrote it or the encoder queue discarded it. Latency is from a frame's
+decoder's one-slot mailbox overwrote it or the encoder queue discarded it; only the moments a looping
+clip spends reopening (`loop_gap_s`, a gap no live camera has) carry no expected frames. Latency is from a frame's
 decode (`Frame.capture_ts`) to its hand-off to the encoder, read from the pipeline's own
 `trtseg_capture_to_push_ms` Prometheus histogram (scraped from the node's metrics agent; p50/p99 are
 interpolated inside its buckets, which have a boundary at 200 ms, so the criterion itself is exact).
 CPU cores are `psutil` CPU time over the window of each camera's decoder actor (decode, object-store
 put, scheduling), pusher actor (annotation, event tracking, hand-off to FFmpeg) and FFmpeg x264 process,
 and of the segmentation actor(s). Object-store traffic is the decoded frames put per second times
-their size (W x H x 3 bytes; detections add a few KB). Real time: drops < 1 % and p99 < 200 ms on
-every camera."""
+their size (W x H x 3 bytes; detections add a few KB). Real time: drops < 1 % and p99 below the
+run's limit (200 ms unless `--p99-limit-ms` says otherwise) on every camera."""
 
 
 def main(argv: list[str] | None = None) -> int:

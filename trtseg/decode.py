@@ -82,11 +82,15 @@ class CameraDecoder:
         self._reconnects = 0
         self._failures = 0
         self._loops = 0
+        # A looping file's reopen leaves a gap no live camera has: timed so benchmarks can leave it out.
+        self._loop_gap_s = 0.0
+        self._looped_at: float | None = None
         self._last_error: str | None = None
         self._ended = False
         self._width = 0
         self._height = 0
         self._source_fps = 0.0
+        self._decode_threads = 0  # as FFmpeg applied it (0 until a session opens)
         self._fps_in = RateMeter()
         self._fps_out = RateMeter()
         self._pts_offset = 0.0
@@ -158,11 +162,13 @@ class CameraDecoder:
             "reconnects": self._reconnects,
             "failures": self._failures,
             "loops": self._loops,
+            "loop_gap_s": round(self._loop_gap_s, 3),
             "ended": self._ended,
             "last_error": self._last_error,
             "width": self._width,
             "height": self._height,
             "source_fps": round(self._source_fps, 3),
+            "decode_threads": self._decode_threads,
         }
 
     # ----------------------------------------------------------------- thread
@@ -204,6 +210,7 @@ class CameraDecoder:
                     break
                 if source.is_file and delivered:
                     self._loops += 1
+                    self._looped_at = time.monotonic()
                     backoff = self.camera.reconnect_backoff_s
                     quiet_reopen = True
                     continue  # loop the file at once
@@ -240,7 +247,10 @@ class CameraDecoder:
             if not container.streams.video:
                 raise av.error.InvalidDataError(0, "source has no video stream")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            threads = self.camera.decode_threads
+            stream.thread_type = "SLICE" if threads == 1 else "AUTO"  # frame threads delay every frame
+            stream.codec_context.thread_count = threads
+            self._decode_threads = int(stream.codec_context.thread_count)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 0.0
             self._source_fps = fps if 0 < fps <= 240 else 0.0  # RTP clocks sometimes surface as "rates"
@@ -323,6 +333,9 @@ class CameraDecoder:
             pts_s=pts,
             infer=self._infer_tick(pts),
         )
+        if self._looped_at is not None:  # the first frame after a loop: beyond one frame step was the reopen
+            self._loop_gap_s += max(0.0, time.monotonic() - self._looped_at - self._frame_step)
+            self._looped_at = None
         self._last_pts = pts
         self._frames += 1
         self._frames_in_session += 1

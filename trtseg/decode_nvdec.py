@@ -8,7 +8,7 @@ as interleaved RGB in device memory and are handed on as CuPy arrays in BGR orde
 process reads them without a host round trip. With ``host_frames`` (the camera pipeline's decoder
 actor, whose frames travel through Ray's object store to the segmenter and to the annotating,
 encoding pusher, both of which need them in host memory anyway) each frame is reordered to BGR on
-the GPU and downloaded once: the CPU does no decoding at all. Chosen per camera with
+the GPU and downloaded once, into a ring of page-locked buffers: the CPU does no decoding at all. Chosen per camera with
 ``CameraConfig.decoder``.
 
 PyNvVideoCodec (pip ``pynvvideocodec``) and CuPy are GPU extras, imported only when an NVDEC
@@ -27,6 +27,7 @@ from typing import Any
 
 from trtseg.config.camera import CameraConfig
 from trtseg.decode import CameraDecoder, _Stop
+from trtseg.frames import BufferRing
 from trtseg.sources import Source, SourceError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,28 @@ INSTALL_HINT = (
     "the NVDEC decoder needs PyNvVideoCodec and CuPy on a machine with an NVIDIA GPU: "
     "pip install pynvvideocodec cupy-cuda12x (or cupy-cuda13x)"
 )
+
+
+HOST_RING_SLOTS = 8  # host frames a consumer may hold before the ring comes round (0.32 s at 25 fps)
+
+
+def _pinned(shape: tuple[int, ...], dtype: Any) -> Any:
+    import cupyx
+
+    return cupyx.empty_pinned(shape, dtype)
+
+
+def _low_latency(nvc: Any) -> tuple[Any, Any] | None:
+    """PyNvVideoCodec's low-latency mode and its per-packet flag, where this version has them.
+
+    NVDEC's native mode holds back about four frames before returning them in display order (160 ms
+    at 25 fps, unseen by the pipeline's latency figures, which start at the decoder's output) and
+    returns a file's last frames only on an end-of-stream flush. The low-latency mode returns each
+    frame as its packet is decoded; camera streams, which have no B-frames, come out in order.
+    """
+    latency = getattr(getattr(nvc, "DisplayDecodeLatencyType", None), "LOW", None)
+    flag = getattr(getattr(nvc, "VideoPacketFlag", None), "ENDOFPICTURE", None)
+    return (latency, flag) if latency is not None and flag is not None else None
 
 
 class NvdecUnavailable(SourceError):
@@ -76,6 +99,9 @@ class NvdecCameraDecoder(CameraDecoder):
         super().__init__(camera, file_dir=file_dir, clock=clock)
         self.gpu_id = gpu_id
         self.host_frames = host_frames
+        # Host frames are downloaded into a ring of page-locked buffers. A frame is put into the object
+        # store as soon as the decoder actor takes it; the ring only has to outlast that hand-off.
+        self._host_ring = BufferRing(HOST_RING_SLOTS, allocate=_pinned)
 
     def start(self) -> NvdecCameraDecoder:
         """Fail at once, clearly, when the GPU extras are absent; else start like the CPU decoder."""
@@ -95,6 +121,7 @@ class NvdecCameraDecoder(CameraDecoder):
         nvc, cupy = _modules()
         self._frames_in_session = 0
         demuxer = nvc.CreateDemuxer(filename=source.url)
+        low_latency = _low_latency(nvc)
         decoder = nvc.CreateDecoder(
             gpuid=self.gpu_id,
             codec=demuxer.GetNvCodecId(),
@@ -102,6 +129,7 @@ class NvdecCameraDecoder(CameraDecoder):
             cudastream=0,
             usedevicememory=True,
             outputColorType=nvc.OutputColorType.RGB,
+            **({"latency": low_latency[0]} if low_latency else {}),
         )
         fps = float(demuxer.FrameRate() or 0.0)
         self._source_fps = fps if 0 < fps <= 240 else 0.0
@@ -110,7 +138,8 @@ class NvdecCameraDecoder(CameraDecoder):
         self._begin_session()
         pace_origin: tuple[float, float] | None = None
         with cupy.cuda.Device(self.gpu_id):
-            for image, raw_pts in self._decoded(demuxer, decoder, cupy):
+            end_of_picture = low_latency[1] if low_latency else None
+            for image, raw_pts in self._decoded(demuxer, decoder, cupy, end_of_picture):
                 if self._stop.is_set():
                     raise _Stop
                 pts = self._monotonic_pts(raw_pts)
@@ -119,19 +148,25 @@ class NvdecCameraDecoder(CameraDecoder):
                 self._deliver(_GpuFrame(image), pts)  # type: ignore[arg-type]
         return self._frames_in_session > 0
 
-    def _decoded(self, demuxer: Any, decoder: Any, cupy: Any) -> Iterator[tuple[Any, float]]:
+    def _decoded(
+        self, demuxer: Any, decoder: Any, cupy: Any, end_of_picture: Any = None
+    ) -> Iterator[tuple[Any, float]]:
         """(BGR image, seconds) for each decoded frame: a CuPy copy (NVDEC reuses its surfaces), or
-        with ``host_frames`` a NumPy one."""
+        with ``host_frames`` a NumPy array in the host ring (valid for ``HOST_RING_SLOTS`` frames)."""
         for packet in demuxer:
             if self._stop.is_set():
                 raise _Stop
+            if end_of_picture is not None:
+                packet.decode_flag = end_of_picture  # low-latency mode: decode this picture now
             for decoded in decoder.Decode(packet):
                 rgb = cupy.from_dlpack(decoded)
                 if rgb.ndim != 3 or rgb.shape[2] != 3:
                     raise SourceError(f"NVDEC returned a frame of shape {tuple(rgb.shape)}, expected (H, W, 3)")
                 bgr = cupy.ascontiguousarray(rgb[:, :, ::-1])
                 if self.host_frames:
-                    bgr = cupy.asnumpy(bgr)
+                    host = self._host_ring.next(tuple(bgr.shape))
+                    bgr.get(out=host)  # DMA into page-locked memory: no page faults, no staging copy
+                    bgr = host
                 # Frame count x frame step: PyNvVideoCodec's timestamps come in the container's time
                 # base, which its demuxer does not expose in every version; a camera's rate is constant.
                 yield bgr, self._frames_in_session * self._frame_step

@@ -8,6 +8,7 @@ camera's frame after inference: annotate, push, keep the latest view, track even
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from trtseg.decode import DEFAULT_FPS, RateMeter
 from trtseg.detections import Detections
 from trtseg.events import EventRecord, EventTracker
 from trtseg.ffmpeg_presets import hls_playlist, output_kind
-from trtseg.frames import Frame
+from trtseg.frames import BufferRing, Frame
 from trtseg.keyframes import encode_jpeg
 from trtseg.push import StreamPusher
 from trtseg.sources import redact_url
@@ -74,6 +75,22 @@ def infer_grouped(engine: Predictor, requests: list[InferRequest]) -> list[Detec
     return [r for r in results if r is not None]
 
 
+MAX_FRAMES_IN_FLIGHT = 32
+
+
+def frames_in_flight_limit(configured: int, camera: CameraConfig, source_fps: float = 0.0) -> int:
+    """How many of a camera's frames may be between its decoder and its pusher at once.
+
+    With an inference interval, the frames after an inferred one wait behind it at the pusher (the
+    stream keeps its order) while it is segmented, which may take up to one interval on a slow node:
+    those frames get room too, or the decoder would drop them although nothing is behind.
+    """
+    if not camera.inference_fps:
+        return configured
+    fps = source_fps if source_fps > 0 else DEFAULT_FPS
+    return min(configured + math.ceil(fps / camera.inference_fps), MAX_FRAMES_IN_FLIGHT)
+
+
 def stream_targets(camera: CameraConfig, pusher: PusherConfig) -> dict[str, str]:
     """Where a camera's annotated stream goes, without starting an encoder (credentials redacted)."""
     kind = output_kind(camera.push)
@@ -111,6 +128,9 @@ class CameraOutput:
         self._pusher: StreamPusher | None = None
         self._last: Detections | None = None
         self._latest: tuple[int, np.ndarray] | None = None
+        # Annotated pictures: the one being drawn, the latest (live view) and a spare. The pusher
+        # converts on ``push`` and events copy what they keep, so nothing else holds one.
+        self._scenes = BufferRing(3)
         self._jpeg: tuple[int, bytes] | None = None
         self._lock = threading.Lock()
         self._rate = RateMeter()
@@ -137,7 +157,13 @@ class CameraOutput:
         shown = self._last if self._last is not None else Detections.empty(frame.image.shape[:2])
         if shown.frame_shape != tuple(frame.image.shape[:2]):
             shown = Detections.empty(frame.image.shape[:2])
-        annotated = draw(frame.image, shown, self.pusher_config, title=self.camera.name or self.camera.id)
+        annotated = draw(
+            frame.image,
+            shown,
+            self.pusher_config,
+            title=self.camera.name or self.camera.id,
+            out=self._scenes.next(frame.image.shape),
+        )
         self._push(frame, annotated)
         latency_ms = 1000.0 * (time.time() - frame.capture_ts)
         with self._lock:
@@ -151,11 +177,12 @@ class CameraOutput:
         """The newest annotated picture as JPEG, encoded on demand (once per frame)."""
         with self._lock:
             latest, cached = self._latest, self._jpeg
-        if latest is None:
-            return None
-        seq, image = latest
-        if cached is not None and cached[0] == seq:
-            return cached[1]
+            if latest is None:
+                return None
+            seq = latest[0]
+            if cached is not None and cached[0] == seq:
+                return cached[1]
+            image = latest[1].copy()  # its ring buffer is drawn on again two frames later
         data = encode_jpeg(image, self.pusher_config.jpeg_quality)
         with self._lock:
             self._jpeg = (seq, data)

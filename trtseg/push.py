@@ -31,6 +31,7 @@ from trtseg.config.camera import CameraConfig
 from trtseg.config.pusher import PusherConfig
 from trtseg.decode import RateMeter
 from trtseg.ffmpeg_presets import build_push_command, hls_playlist, output_kind, wire_format
+from trtseg.frames import BufferRing
 from trtseg.sources import redact_text, redact_url
 
 logger = logging.getLogger(__name__)
@@ -65,8 +66,10 @@ class StreamPusher:
         self.fps = float(fps)
         self.kind = output_kind(camera.push)
         self._size = (int(size[0]), int(size[1]))
-        self._queue: deque[tuple[np.ndarray, float | None]] = deque()
+        self._queue: deque[tuple[np.ndarray, tuple[int, int], float | None]] = deque()  # (wire, size, pts)
         self._queue_size = max(1, pusher.queue_frames if queue_size is None else queue_size)
+        # Wire buffers in use: the queued ones, the one being written and the last written (repeated).
+        self._wire_ring = BufferRing(self._queue_size + 3)
         self._cond = threading.Condition()
         self._closing = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -85,9 +88,7 @@ class StreamPusher:
         self._rate = RateMeter()
         self._origin: tuple[float, float] | None = None  # (wall, pts) of the pacing origin
         self._last_pts: float | None = None
-        self._last_image: np.ndarray | None = None
-        self._last_wire: np.ndarray | None = None  # _last_image as written (repeated for gaps)
-        self._wire_format = wire_format(self._size)
+        self._last_wire: np.ndarray | None = None  # the last frame as written (repeated for gaps)
         self._thread: threading.Thread | None = None
         if self.kind != "none":
             self._thread = threading.Thread(target=self._run, name=f"push-{camera.id}", daemon=True)
@@ -99,19 +100,24 @@ class StreamPusher:
         return self._state
 
     def push(self, image: np.ndarray, pts_s: float | None = None) -> None:
-        """Queue a BGR uint8 HxWx3 frame; never blocks (the oldest queued frame is dropped when full)."""
+        """Convert a BGR uint8 HxWx3 frame for the encoder and queue it; never waits for the encoder
+        (the oldest queued frame is dropped when full)."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError("push() takes a BGR uint8 image of shape (H, W, 3)")
         if self._closing.is_set():
             raise RuntimeError(f"pusher of camera '{self.camera.id}' is closed")
+        if self.kind == "none":
+            with self._cond:
+                self._frames_in += 1
+            return
+        # Converted here, into a reused buffer: the caller may reuse ``image`` once this returns.
+        wire = self._to_wire(image)
         with self._cond:
             self._frames_in += 1
-            if self.kind == "none":
-                return
             while len(self._queue) >= self._queue_size:
                 self._queue.popleft()
                 self._drops += 1
-            self._queue.append((image, pts_s))
+            self._queue.append((wire, (image.shape[1], image.shape[0]), pts_s))
             self._cond.notify()
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
@@ -177,8 +183,7 @@ class StreamPusher:
             self._state = "failed"
             logger.exception("pusher writer crashed camera=%s", self.camera.id)
 
-    def _handle(self, image: np.ndarray, pts: float | None) -> None:
-        size = (image.shape[1], image.shape[0])
+    def _handle(self, wire: np.ndarray, size: tuple[int, int], pts: float | None) -> None:
         if size != self._size:
             logger.info("push size change camera=%s %s -> %s", self.camera.id, self._size, size)
             self._size = size
@@ -211,22 +216,27 @@ class StreamPusher:
             time.sleep(due - now)
         elif now - due > 1.0:
             self._origin = (now, pts)  # fell behind by more than a second: pace from here
-        if repeats and self._last_image is not None and self._last_image.shape == image.shape:
+        if repeats and self._last_wire is not None and self._last_wire.shape == wire.shape:
             for _ in range(repeats):
                 if not self._write(self._last_wire):
                     return
                 self._duplicates += 1
-        wire = self._to_wire(image)
         if self._write(wire):
             self._frames_written += 1
             self._last_pts = pts
-            self._last_image, self._last_wire = image, wire
+            self._last_wire = wire
 
     def _to_wire(self, image: np.ndarray) -> np.ndarray:
-        """The frame in FFmpeg's input format (``wire_format``): BGR -> I420 for even sizes."""
-        if self._wire_format == "yuv420p":
-            return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
-        return np.ascontiguousarray(image)
+        """The frame in FFmpeg's input format (``wire_format``), in the next wire buffer.
+
+        BGR -> I420 for even sizes; odd sizes are copied as they are (bgr24).
+        """
+        height, width = image.shape[:2]
+        if wire_format((width, height)) == "yuv420p":
+            return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420, dst=self._wire_ring.next((height * 3 // 2, width)))
+        wire = self._wire_ring.next(image.shape)
+        np.copyto(wire, image)
+        return wire
 
     def _write(self, wire: np.ndarray | None) -> bool:
         proc = self._proc
@@ -260,8 +270,7 @@ class StreamPusher:
             self._schedule_restart(f"cannot start {self.pusher.ffmpeg}: {exc}")
             return False
         self._proc, self._proc_size, self._proc_started = proc, self._size, time.monotonic()
-        self._origin, self._last_pts, self._last_image, self._last_wire = None, None, None, None
-        self._wire_format = wire_format(self._size)
+        self._origin, self._last_pts, self._last_wire = None, None, None
         self._stderr_tail.clear()
         assert proc.stderr is not None
         threading.Thread(

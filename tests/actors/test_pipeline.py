@@ -16,7 +16,14 @@ from trtseg.detections import Detections
 from trtseg.events import EventRecord
 from trtseg.frames import Frame
 from trtseg.masks import InstanceMasks
-from trtseg.pipeline import CameraOutput, InferRequest, infer_grouped, stream_targets
+from trtseg.pipeline import (
+    MAX_FRAMES_IN_FLIGHT,
+    CameraOutput,
+    InferRequest,
+    frames_in_flight_limit,
+    infer_grouped,
+    stream_targets,
+)
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +146,14 @@ def test_metrics_are_a_no_op_outside_ray() -> None:
     CameraMetrics("cam-x").count("frames_pushed")
     CameraMetrics("cam-x").capture_to_push_ms(12.0)
     SegmenterMetrics("seg").batch(4, 0.01)
+
+
+def test_frames_in_flight_make_room_for_an_inference_interval() -> None:
+    every_frame = CameraConfig(id="a", source="rtsp://h/x")
+    interval = CameraConfig(id="b", source="rtsp://h/x", inference_fps=5)
+    assert frames_in_flight_limit(2, every_frame, 25.0) == 2
+    assert frames_in_flight_limit(2, interval, 25.0) == 2 + 5
+    assert frames_in_flight_limit(3, interval, 30.0) == 3 + 6
+    assert frames_in_flight_limit(2, interval, 0.0) == 2 + 5  # rate not known yet: 25 fps assumed
+    slow = CameraConfig(id="c", source="rtsp://h/x", inference_fps=0.1)
+    assert frames_in_flight_limit(2, slow, 25.0) == MAX_FRAMES_IN_FLIGHT

@@ -66,3 +66,73 @@ def test_nvdec_decodes_into_gpu_memory(tmp_path: Path) -> None:
     finally:
         nvdec.stop()
         cpu.stop()
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_nvdec_host_frames_land_in_page_locked_ring(tmp_path: Path) -> None:
+    """On the GPU machine: host frames are NumPy views of page-locked buffers, the CPU decoder's picture."""
+    import cupy
+    import numpy as np
+
+    from datasets.video import render_sample_video
+    from trtseg.decode_nvdec import HOST_RING_SLOTS
+
+    clip = tmp_path / "clip.mp4"
+    render_sample_video(clip, seconds=1.0, fps=25, size=(320, 192), seed=2)
+    nvdec = make_decoder(_camera(tmp_path, "nvdec"), file_dir=tmp_path, host_frames=True).start()
+    cpu = make_decoder(_camera(tmp_path, "cpu"), file_dir=tmp_path).start()
+    try:
+        frames = [nvdec.latest(timeout_s=20.0) for _ in range(3)]
+        cpu_frame = cpu.latest(timeout_s=20.0)
+        assert all(f is not None for f in frames) and cpu_frame is not None
+        images = [f.image for f in frames]  # type: ignore[union-attr]
+        assert all(isinstance(i, np.ndarray) and i.shape == (192, 320, 3) for i in images)
+        assert all(int(cupy.cuda.runtime.pointerGetAttributes(i.ctypes.data).type) == 1 for i in images)
+        assert len({i.ctypes.data for i in images}) == 3 <= HOST_RING_SLOTS  # consecutive frames, own buffers
+        diff = np.abs(images[-1].astype(float).mean((0, 1)) - cpu_frame.image.mean((0, 1)))
+        assert diff.max() < 12.0
+    finally:
+        nvdec.stop()
+        cpu.stop()
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_nvdec_frames_come_in_display_order_at_once(tmp_path: Path) -> None:
+    """On the GPU machine: with B-frames in the clip, NVDEC's low-latency mode still gives the CPU
+    decoder's pictures frame for frame, and the first one after about one frame interval."""
+    import time
+
+    import numpy as np
+
+    from datasets.video import render_sample_video
+
+    render_sample_video(tmp_path / "clip.mp4", seconds=2.0, fps=25, size=(320, 192), seed=3)
+    pictures: dict[str, dict[int, np.ndarray]] = {"nvdec": {}, "cpu": {}}
+    first_after: dict[str, float] = {}
+    for kind in ("nvdec", "cpu"):
+        decoder = make_decoder(_camera(tmp_path, kind), file_dir=tmp_path, host_frames=True)
+        started = time.monotonic()
+        decoder.start()
+        try:
+            deadline = time.monotonic() + 10.0
+            while len(pictures[kind]) < 40 and time.monotonic() < deadline:
+                frame = decoder.latest(timeout_s=1.0)
+                if frame is not None:
+                    first_after.setdefault(kind, time.monotonic() - started)
+                    pictures[kind][frame.seq] = np.asarray(frame.image).astype(np.float32)
+        finally:
+            decoder.stop()
+    common = sorted(set(pictures["nvdec"]) & set(pictures["cpu"]))
+    assert len(common) >= 30, (len(pictures["nvdec"]), len(pictures["cpu"]))
+    same = [float(np.abs(pictures["nvdec"][seq] - pictures["cpu"][seq]).mean()) for seq in common]
+    shifted = [
+        float(np.abs(pictures["nvdec"][seq] - pictures["cpu"][seq + 1]).mean())
+        for seq in common
+        if seq + 1 in pictures["cpu"]
+    ]
+    assert float(np.mean(shifted)) > 2.0 * float(np.mean(same)), "the clip moves too little to tell frames apart"
+    worst = int(np.argmax(same))
+    assert same[worst] < 6.0, f"frame {common[worst]} is not the CPU decoder's ({same[worst]:.1f}): out of order"
+    assert first_after["nvdec"] < 2.0, first_after

@@ -113,3 +113,43 @@ def test_empty_detections_draw_only_overlay():
     out = draw(scene, empty, PusherConfig(), title="cam")
     changed = (out != scene).any(axis=2)
     assert changed[:40].any() and not changed[60:].any()
+
+
+def test_draw_into_a_reused_buffer_matches_a_fresh_copy():
+    scene, dets = scene_and_detections()
+    original = scene.copy()
+    fresh = draw(scene, dets, PusherConfig(), title="cam", timestamp=1_700_000_000.0)
+    buffer = np.full_like(scene, 7)  # stale content from an earlier frame
+    drawn = draw(scene, dets, PusherConfig(), title="cam", timestamp=1_700_000_000.0, out=buffer)
+    assert drawn is buffer
+    assert np.array_equal(drawn, fresh)
+    assert np.array_equal(scene, original)
+    with pytest.raises(ValueError, match="does not fit"):
+        draw(scene, dets, PusherConfig(), out=np.empty((720, 1280), np.uint8))
+
+
+def test_mask_blend_matches_the_formula_inside_box_windows():
+    """Every mask pixel becomes scene * (1 - alpha) + colour * alpha; nothing else changes."""
+    rng = np.random.default_rng(4)
+    scene = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    dense = np.zeros((3, 720, 1280), bool)
+    dense[0, 100:300, 200:420] = rng.random((200, 220)) > 0.4
+    dense[1, 400:700, 900:1279] = rng.random((300, 379)) > 0.5
+    dense[2, 0:50, 0:80] = True
+    dets = Detections(
+        boxes=np.array([[200, 100, 420, 300], [900, 400, 1279, 700], [0, 0, 80, 50]], np.float32),
+        scores=np.array([0.9, 0.6, 0.4], np.float32),
+        class_ids=np.array([0, 1, 2], np.int32),
+        masks=InstanceMasks.from_dense(dense),
+        names=NAMES,
+        frame_shape=(720, 1280),
+    )
+    alpha = 0.45
+    out = MaskAnnotator(alpha=alpha).annotate(scene.copy(), dets)
+    expected = scene.astype(np.float64)
+    for i in np.argsort(dets.scores, kind="stable"):
+        color = np.array(class_color(int(dets.class_ids[i])), np.float64)
+        expected[dense[i]] = expected[dense[i]] * (1 - alpha) + color * alpha
+        expected = np.round(expected)
+    assert np.array_equal((out != scene).any(axis=2), dense.any(axis=0) & (np.round(expected) != scene).any(axis=2))
+    assert np.abs(out.astype(np.int16) - expected.astype(np.int16)).max() <= 1

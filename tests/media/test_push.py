@@ -157,6 +157,28 @@ def test_pushed_colours_survive_the_wire_format(tmp_path: Path, size: tuple[int,
         assert np.abs(got - np.array(colour)).max() < 12, (size, colour, got)
 
 
+@pytest.mark.slow
+def test_the_caller_may_reuse_its_buffer_once_push_returns(tmp_path: Path) -> None:
+    """Frames are converted on ``push``: scribbling on the array afterwards changes nothing pushed."""
+    camera = CameraConfig(id="reuse", source="rtsp://h/x", push="hls")
+    pusher = StreamPusher(camera, _pusher_config(tmp_path, hls_segment_s=0.5, gop_s=0.5), (320, 240), 25)
+    buffer = np.empty((240, 320, 3), np.uint8)
+    red = (40, 30, 200)
+    try:
+        for index in range(25):
+            buffer[:] = red
+            pusher.push(buffer, pts_s=index / 25)
+            buffer[:] = 0  # the writer thread paces frames out later: it must not see this
+            time.sleep(0.02)
+        assert wait_until(lambda: pusher.stats()["frames_written"] >= 20, timeout_s=10), pusher.stats()
+    finally:
+        pusher.close()
+    segment = min(Path(pusher.target_urls()["hls"]).parent.glob("seg_*.ts"), key=lambda p: int(p.stem[4:]))
+    for decoded, _ in itertools.islice(_clip_frames(segment), 5):
+        got = decoded.reshape(-1, 3).mean(axis=0)
+        assert np.abs(got - np.array(red)).max() < 12, got
+
+
 def test_size_change_restarts_encoder(tmp_path: Path) -> None:
     camera = CameraConfig(id="resize", source="rtsp://h/x", push="hls")
     pusher = StreamPusher(camera, _pusher_config(tmp_path, hls_segment_s=0.5, gop_s=0.5), (320, 240), 25)

@@ -74,6 +74,14 @@ class CameraConfig(Section):
         "(the GPU's video decoder through PyNvVideoCodec: no CPU spent decoding, each frame downloaded once "
         "for annotation and encoding; GPU machines with PyNvVideoCodec and CuPy only).",
     )
+    decode_threads: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="FFmpeg threads decoding this camera (decoder 'cpu'). 1: no added latency and the least CPU "
+        "per frame, right when a node decodes many cameras; 0: FFmpeg's choice (frame threads, each holding "
+        "back one frame: about 16 frames, 0.6 s at 25 fps, on a 16-core node), for a few very large streams.",
+    )
     inference_fps: float | None = Field(
         default=None, gt=0, le=120, description="Infer at most this many frames a second; empty: every frame."
     )

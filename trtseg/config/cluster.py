@@ -45,7 +45,8 @@ class ClusterConfig(Section):
         ge=1,
         le=16,
         description="Frames of one camera between decoder and pusher at once; when the pipeline is behind, "
-        "the decoder keeps only the newest frame instead of queueing (real time first).",
+        "the decoder keeps only the newest frame instead of queueing (real time first). Cameras with an "
+        "inference_fps get one interval's frames more, which wait behind an inferred frame being segmented.",
     )
     watchdog_interval_s: float = Field(
         default=2.0, gt=0, le=300, description="How often the controller checks its actors and the cluster's nodes."
