@@ -603,7 +603,8 @@ def doc_body(report: dict[str, Any], table: str, plot_path: str | None, note: st
         f"{'' if settings['push'] == 'none' else ' (x264 ' + settings['preset'] + ')'}, "
         f"decoder {settings.get('decoder', 'cpu')}, segmentation actors per GPU "
         f"{settings.get('segmenters_per_gpu', 1)}, "
-        f"frames in flight per camera {settings.get('frames_in_flight') or 'default (2)'}, "
+        f"frames in flight per camera {settings.get('frames_in_flight') or 'default (2)'}"
+        f"{' plus one inference interval' if settings['inference_fps'] else ''}, "
         f"{settings['size'][0]}x{settings['size'][1]} at {settings['fps']} fps, "
         f"warm-up {settings['warmup_s']:g} s, window {settings['seconds']:g} s per step.",
         "",

@@ -119,14 +119,17 @@ def test_tensorrt_can_take_it_as_strongly_typed(int8_model: Path) -> None:
 
 @pytest.mark.slow
 def test_cpu_target_uses_uint8_activations(seg_model: Path, clip: Path, tmp_path: Path) -> None:
+    # Eight frames spread over the clip's eight scenes. Four frames at every 3rd (scenes 0-2 only) gave
+    # a box correlation of 0.985 in a fresh environment: percentile ranges from too little of the scene
+    # mix, which the clip's encoding (system FFmpeg) also shifts.
     out = calibrate(
-        seg_model, [clip], tmp_path / "cpu.onnx", 4, "every:3", "percentile", target="cpu", imgsz=SMALL_IMGSZ
+        seg_model, [clip], tmp_path / "cpu.onnx", 8, "uniform", "percentile", target="cpu", imgsz=SMALL_IMGSZ
     )
     problems = tensorrt_qdq_problems(onnx.load(str(out)))
     assert any("uint8" in p for p in problems)
     batch = heldout_batch(SMALL_IMGSZ, 2)
     assert corr(run(seg_model, batch)[0][:, :4], run(out, batch)[0][:, :4]) >= 0.99
-    assert read_provenance(out)["calibration_sampling"] == "every:3"
+    assert read_provenance(out)["calibration_sampling"] == "uniform"
 
 
 @pytest.mark.slow
