@@ -99,7 +99,7 @@ class DecoderActor:
     def _drive(self) -> None:
         while not self._stop.is_set():
             try:
-                self._limit = frames_in_flight_limit(self._configured_limit, self.camera, self._source_fps())
+                self._limit = frames_in_flight_limit(self._configured_limit, self.camera, self.decoder.source_fps)
                 if len(self._in_flight) >= self._limit:
                     self._figures["waits_full"] += 1
                     self._reap(WAIT_TIMEOUT_S)
@@ -115,11 +115,8 @@ class DecoderActor:
                 logger.exception("decoder driver error camera=%s", self.camera.id)
                 time.sleep(0.2)
 
-    def _source_fps(self) -> float:
-        return float(self.decoder.stats().get("source_fps") or 0.0)
-
     def _submit(self, frame: Any) -> None:
-        fps = self._source_fps()
+        fps = self.decoder.source_fps
         if fps:
             frame.meta["fps"] = float(fps)
         frame.meta["submitted_ts"] = time.time()
@@ -137,10 +134,14 @@ class DecoderActor:
         """Collect finished frames (waiting up to ``timeout_s`` for the first)."""
         if not self._in_flight:
             return
-        first, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=timeout_s)
-        if not first:
+        pending = list(self._in_flight)
+        if timeout_s > 0:  # wait for the first; the sweep below collects whatever else is done
+            first, _ = ray.wait(pending, num_returns=1, timeout=timeout_s)
+            if not first:
+                return
+        ready, waiting = ray.wait(pending, num_returns=len(pending), timeout=0)
+        if not ready:
             return
-        ready, waiting = ray.wait(list(self._in_flight), num_returns=len(self._in_flight), timeout=0)
         self._in_flight = deque(waiting)
         for ref in ready:
             try:

@@ -106,6 +106,11 @@ class CameraDecoder:
     def state(self) -> str:
         return self._state
 
+    @property
+    def source_fps(self) -> float:
+        """The stream's frame rate as its container states it; 0.0 until known."""
+        return self._source_fps
+
     def start(self) -> CameraDecoder:
         """Validate the source and start the decode thread (a refused source fails at once, clearly)."""
         if self._thread is not None and self._thread.is_alive():

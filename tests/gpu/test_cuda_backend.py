@@ -135,11 +135,16 @@ def test_overlapped_stream_reuses_output_slots_correctly(seg_model, scenes) -> N
     batches = [scenes[i % 4 : i % 4 + 1 + i % 3] for i in range(12)]
     expected = [gpu.predict(batch, conf=0.25) for batch in batches]
     before = gpu.overlapped_batches
-    streamed = list(gpu.predict_stream(iter(batches), conf=0.25))
+    # Whether batch k+1 is staged before k is collected depends on the VM's timing: one stream of 12
+    # small batches overlapped on some H100 VMs and not on others, so up to five streams are run.
+    for _ in range(5):
+        streamed = list(gpu.predict_stream(iter(batches), conf=0.25))
+        for want, got in zip(expected, streamed, strict=True):
+            for a, b in zip(want, got, strict=True):
+                assert_same_detections(a, b, box_iou_min=0.999, mask_iou_min=0.999)
+        if gpu.overlapped_batches > before:
+            break
     assert gpu.overlapped_batches > before, "no batch was launched while another was collected"
-    for want, got in zip(expected, streamed, strict=True):
-        for a, b in zip(want, got, strict=True):
-            assert_same_detections(a, b, box_iou_min=0.999, mask_iou_min=0.999)
 
 
 def test_a_stream_left_early_gives_its_slots_back(seg_model, scenes) -> None:  # type: ignore[no-untyped-def]
