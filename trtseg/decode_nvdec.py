@@ -8,8 +8,8 @@ as interleaved RGB in device memory and are handed on as CuPy arrays in BGR orde
 process reads them without a host round trip. With ``host_frames`` (the camera pipeline's decoder
 actor, whose frames travel through Ray's object store to the segmenter and to the annotating,
 encoding pusher, both of which need them in host memory anyway) each frame is reordered to BGR on
-the GPU and downloaded once, into a ring of page-locked buffers: the CPU does no decoding at all. Chosen per camera with
-``CameraConfig.decoder``.
+the GPU and downloaded once, into a ring of page-locked buffers: the CPU does no decoding at all.
+Chosen per camera with ``CameraConfig.decoder``.
 
 PyNvVideoCodec (pip ``pynvvideocodec``) and CuPy are GPU extras, imported only when an NVDEC
 decoder starts; without them the camera fails at once with a message that says what to install.
@@ -51,9 +51,10 @@ def _low_latency(nvc: Any) -> tuple[Any, Any] | None:
     """PyNvVideoCodec's low-latency mode and its per-packet flag, where this version has them.
 
     NVDEC's native mode holds back about four frames before returning them in display order (160 ms
-    at 25 fps, unseen by the pipeline's latency figures, which start at the decoder's output) and
-    returns a file's last frames only on an end-of-stream flush. The low-latency mode returns each
-    frame as its packet is decoded; camera streams, which have no B-frames, come out in order.
+    at 25 fps, unseen by the pipeline's latency figures, which start at the decoder's output). The
+    low-latency mode returns each frame as its packet is decoded, still in display order (a GPU test
+    checks it on a clip with B-frames). Either way a file's last few frames are lost at its end (a
+    looping clip misses a few at each loop on the H100): nothing flushes the decoder at end of stream.
     """
     latency = getattr(getattr(nvc, "DisplayDecodeLatencyType", None), "LOW", None)
     flag = getattr(getattr(nvc, "VideoPacketFlag", None), "ENDOFPICTURE", None)
@@ -137,8 +138,8 @@ class NvdecCameraDecoder(CameraDecoder):
             self._frame_step = 1.0 / self._source_fps
         self._begin_session()
         pace_origin: tuple[float, float] | None = None
+        end_of_picture = low_latency[1] if low_latency else None
         with cupy.cuda.Device(self.gpu_id):
-            end_of_picture = low_latency[1] if low_latency else None
             for image, raw_pts in self._decoded(demuxer, decoder, cupy, end_of_picture):
                 if self._stop.is_set():
                     raise _Stop

@@ -216,9 +216,10 @@ class StreamPusher:
             time.sleep(due - now)
         elif now - due > 1.0:
             self._origin = (now, pts)  # fell behind by more than a second: pace from here
-        if repeats and self._last_wire is not None and self._last_wire.shape == wire.shape:
+        last = self._last_wire
+        if repeats and last is not None and last.shape == wire.shape:
             for _ in range(repeats):
-                if not self._write(self._last_wire):
+                if not self._write(last):
                     return
                 self._duplicates += 1
         if self._write(wire):
@@ -238,9 +239,9 @@ class StreamPusher:
         np.copyto(wire, image)
         return wire
 
-    def _write(self, wire: np.ndarray | None) -> bool:
+    def _write(self, wire: np.ndarray) -> bool:
         proc = self._proc
-        if proc is None or proc.stdin is None or wire is None:
+        if proc is None or proc.stdin is None:
             return False
         try:
             proc.stdin.write(memoryview(wire).cast("B"))

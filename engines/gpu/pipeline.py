@@ -10,7 +10,6 @@ that can take part implement ``DeviceBackend``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import queue
 import threading
@@ -146,15 +145,13 @@ class GpuSegmentationEngine(SegmentationEngine):
         limit = max_det if max_det is not None else self.config.max_detections
         iterator = iter(batches)
         pending = self._stager.submit(self._stage_next, iterator)
-        finish = functools.partial(
-            self._collect_stream,
-            conf=conf,
-            iou=iou,
-            classes=class_ids,
-            with_masks=with_masks,
-            max_det=limit,
-            agnostic=agnostic,
-        )
+
+        def finish(batch: _InFlight) -> list[Detections]:
+            timings = StageTimings()
+            detections = self._collect(batch, conf, iou, class_ids, with_masks, limit, agnostic, timings)
+            self._record(timings)  # per batch: a stream has no end at which to record a sum
+            return detections
+
         flight: _InFlight | None = None  # launched, not yet collected
         try:
             while True:
@@ -179,21 +176,6 @@ class GpuSegmentationEngine(SegmentationEngine):
                 self._release(flight)
 
     # -- internals ------------------------------------------------------------------------------
-    def _collect_stream(
-        self,
-        flight: _InFlight,
-        conf: float,
-        iou: float,
-        classes: list[int] | None,
-        with_masks: bool,
-        max_det: int,
-        agnostic: bool,
-    ) -> list[Detections]:
-        timings = StageTimings()
-        detections = self._collect(flight, conf, iou, classes, with_masks, max_det, agnostic, timings)
-        self._record(timings)
-        return detections
-
     def _release(self, flight: _InFlight) -> None:
         """Free the output slot of a launched batch that will not be collected."""
         with contextlib.suppress(Exception):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,23 @@ HAS_NVDEC = importlib.util.find_spec("PyNvVideoCodec") is not None and importlib
 
 def _camera(tmp_path: Path, decoder: str) -> CameraConfig:
     return CameraConfig(id="cam1", source=str(tmp_path / "clip.mp4"), decoder=decoder)
+
+
+@contextmanager
+def _nvdec_and_cpu(
+    tmp_path: Path, seed: int, host_frames: bool = False
+) -> Iterator[tuple[CameraDecoder, CameraDecoder]]:
+    """A 1 s 320x192 clip decoded by NVDEC and by the CPU side by side (stopped on the way out)."""
+    from datasets.video import render_sample_video
+
+    render_sample_video(tmp_path / "clip.mp4", seconds=1.0, fps=25, size=(320, 192), seed=seed)
+    nvdec = make_decoder(_camera(tmp_path, "nvdec"), file_dir=tmp_path, host_frames=host_frames).start()
+    cpu = make_decoder(_camera(tmp_path, "cpu"), file_dir=tmp_path).start()
+    try:
+        yield nvdec, cpu
+    finally:
+        nvdec.stop()
+        cpu.stop()
 
 
 def test_config_switch_defaults_to_cpu_and_refuses_unknown(tmp_path: Path) -> None:
@@ -49,13 +68,7 @@ def test_nvdec_decodes_into_gpu_memory(tmp_path: Path) -> None:
     import cupy
     import numpy as np
 
-    from datasets.video import render_sample_video
-
-    clip = tmp_path / "clip.mp4"
-    render_sample_video(clip, seconds=1.0, fps=25, size=(320, 192), seed=1)
-    nvdec = make_decoder(_camera(tmp_path, "nvdec"), file_dir=tmp_path).start()
-    cpu = make_decoder(_camera(tmp_path, "cpu"), file_dir=tmp_path).start()
-    try:
+    with _nvdec_and_cpu(tmp_path, seed=1) as (nvdec, cpu):
         gpu_frame, cpu_frame = nvdec.latest(timeout_s=20.0), cpu.latest(timeout_s=20.0)
         assert gpu_frame is not None and cpu_frame is not None
         assert isinstance(gpu_frame.image, cupy.ndarray) and gpu_frame.image.shape == (192, 320, 3)
@@ -63,9 +76,6 @@ def test_nvdec_decodes_into_gpu_memory(tmp_path: Path) -> None:
         # Not the same frame index necessarily, but the same scene and colour order: close means.
         diff = np.abs(cupy.asnumpy(gpu_frame.image).astype(float).mean((0, 1)) - cpu_frame.image.mean((0, 1)))
         assert diff.max() < 12.0
-    finally:
-        nvdec.stop()
-        cpu.stop()
 
 
 @pytest.mark.gpu
@@ -75,14 +85,9 @@ def test_nvdec_host_frames_land_in_page_locked_ring(tmp_path: Path) -> None:
     import cupy
     import numpy as np
 
-    from datasets.video import render_sample_video
     from trtseg.decode_nvdec import HOST_RING_SLOTS
 
-    clip = tmp_path / "clip.mp4"
-    render_sample_video(clip, seconds=1.0, fps=25, size=(320, 192), seed=2)
-    nvdec = make_decoder(_camera(tmp_path, "nvdec"), file_dir=tmp_path, host_frames=True).start()
-    cpu = make_decoder(_camera(tmp_path, "cpu"), file_dir=tmp_path).start()
-    try:
+    with _nvdec_and_cpu(tmp_path, seed=2, host_frames=True) as (nvdec, cpu):
         frames = [nvdec.latest(timeout_s=20.0) for _ in range(3)]
         cpu_frame = cpu.latest(timeout_s=20.0)
         assert all(f is not None for f in frames) and cpu_frame is not None
@@ -92,9 +97,6 @@ def test_nvdec_host_frames_land_in_page_locked_ring(tmp_path: Path) -> None:
         assert len({i.ctypes.data for i in images}) == 3 <= HOST_RING_SLOTS  # consecutive frames, own buffers
         diff = np.abs(images[-1].astype(float).mean((0, 1)) - cpu_frame.image.mean((0, 1)))
         assert diff.max() < 12.0
-    finally:
-        nvdec.stop()
-        cpu.stop()
 
 
 @pytest.mark.gpu
