@@ -9,6 +9,8 @@ import time
 import uuid
 from typing import Any
 
+from trtseg.handoff import Endpoint
+
 logger = logging.getLogger(__name__)
 
 CONTROLLER_NAME = "trtseg-controller"
@@ -51,3 +53,27 @@ async def call(ref: Any, timeout_s: float, what: str) -> Any:
         return await asyncio.wait_for(ref, timeout_s)
     except TimeoutError:
         raise TimeoutError(f"{what} did not answer in {timeout_s:g} s") from None
+
+
+class EndpointPoll:
+    """Asks an actor for its channel endpoint without ever blocking the caller.
+
+    Each call returns the endpoint once the actor has answered (None while the call is pending, e.g.
+    while a segmenter still loads its model); a failed call raises once and is asked anew next time.
+    A restarted actor listens on a new address, so the hand-off asks again after a lost connection.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._pending: Any = None
+
+    def __call__(self) -> Endpoint | None:
+        import ray
+
+        if self._pending is None:
+            self._pending = self._handle.endpoint.remote()
+        ready, _ = ray.wait([self._pending], timeout=0)
+        if not ready:
+            return None
+        ref, self._pending = self._pending, None
+        return ray.get(ref)

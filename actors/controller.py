@@ -373,9 +373,14 @@ class Controller(CameraPersistence):
 
     @ray.method(max_task_retries=READ_RETRIES)
     def camera_actors(self, camera_id: str) -> dict[str, Any]:
-        """The camera's decoder and pusher handles (operators and tests)."""
+        """The camera's decoder, pusher and segmenter handles (operators and tests)."""
         entry = self._entry(camera_id)
-        return {"decoder": entry.decoder, "pusher": entry.pusher}
+        segmenter = self.pool.entries.get(entry.segmenter or "")
+        return {
+            "decoder": entry.decoder,
+            "pusher": entry.pusher,
+            "segmenter": segmenter.handle if segmenter is not None else None,
+        }
 
     async def _watch(self) -> None:
         while not self._stopping:

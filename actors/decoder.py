@@ -1,9 +1,17 @@
 """One camera's decoder actor: the head of the camera's pipeline.
 
 The camera's ``decoder`` setting picks CPU decoding (PyAV) or NVDEC (``trtseg.decode_nvdec``). A
-driver thread takes the newest decoded frame, puts it into the object store once, asks the
-segmenter for its detections (inferred frames only) and hands both references to the camera's
-pusher actor. At most ``frames_in_flight`` frames (more with an inference interval, see
+driver thread takes the newest decoded frame and hands it on, by one of two routes:
+
+- the node-local channel (``trtseg.handoff``, the default when segmenter and pusher are on this
+  node, as placement keeps them): the picture is written once into shared memory, the segmenter
+  and the pusher get small notes over Unix sockets, and frames reach the pusher in order with
+  their detections;
+- the object store (``cluster.frame_transport: object_store``, or a pusher or segmenter on another
+  node): the frame is put once, the segmenter is asked for its detections (inferred frames only)
+  and both references go to the camera's pusher actor.
+
+At most ``frames_in_flight`` frames (more with an inference interval, see
 ``trtseg.pipeline.frames_in_flight_limit``) are between here and the pusher: when the
 pipeline falls behind, the decoder's one-slot mailbox keeps only the newest frame (older ones
 counted as drops) instead of a queue growing, so the output stays real time.
@@ -20,9 +28,11 @@ from typing import Any
 
 import ray
 
-from actors.common import identity, limit_cv_threads
+from actors.common import EndpointPoll, identity, limit_cv_threads
+from trtseg.channel import channel_available
 from trtseg.config import CameraConfig
 from trtseg.decode_nvdec import NvdecUnavailable, make_decoder
+from trtseg.handoff import ChannelHandoff
 from trtseg.metrics import CameraMetrics
 from trtseg.pipeline import frames_in_flight_limit
 
@@ -30,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 TAKE_TIMEOUT_S = 0.5
 WAIT_TIMEOUT_S = 1.0
+PUSHER_WAIT_S = 0.05
 
 
 @ray.remote
@@ -43,6 +54,7 @@ class DecoderActor:
         pusher: Any,
         frames_in_flight: int = 2,
         file_dir: str | Path | None = None,
+        transport: str = "auto",
     ) -> None:
         self.camera = camera
         self._identity = identity("decoder", camera.id)
@@ -57,7 +69,10 @@ class DecoderActor:
         self._last_error: str | None = None
         self._reported = {"drops": 0, "frames": 0}
         self._stop = threading.Event()
-        # Frames go through the object store to the segmenter and the pusher: host memory either way.
+        self._handoff: ChannelHandoff | None = None
+        if transport == "auto" and channel_available():
+            self._handoff = self._new_handoff()
+        # The segmenter and the pusher read frames in host memory, by either route.
         self.decoder = make_decoder(camera, file_dir=file_dir, host_frames=True)
         try:
             self.decoder.start()
@@ -73,14 +88,25 @@ class DecoderActor:
     def set_segmenter(self, segmenter: Any) -> None:
         """Send the following frames to another segmentation actor (rebalancing)."""
         self._segmenter = segmenter
+        handoff = self._handoff
+        if handoff is not None:
+            handoff.reset_segmenter(EndpointPoll(segmenter) if segmenter is not None else None)
 
     def stats(self) -> dict[str, Any]:
         decoder = self.decoder.stats()
         self._export(decoder)
+        figures = dict(self._figures)
+        handoff = self._handoff
+        channel: dict[str, Any] = {"transport": "object_store"}
+        if handoff is not None:
+            channel = handoff.stats()
+            figures["completed"] += handoff.figures.completed
+            figures["pipeline_errors"] += handoff.figures.lost
         return {
             **decoder,
-            **self._figures,
-            "in_flight": len(self._in_flight),
+            **figures,
+            **channel,
+            "in_flight": len(self._in_flight) + (handoff.in_flight if handoff is not None else 0),
             "frames_in_flight_limit": self._limit,
             "pipeline_last_error": self._last_error,
             "driving": self._thread.is_alive(),
@@ -93,13 +119,37 @@ class DecoderActor:
         self._thread.join(timeout=10.0)
         if self._in_flight:
             ray.wait(list(self._in_flight), num_returns=len(self._in_flight), timeout=10.0)
-        return self.stats()
+        handoff = self._handoff
+        if handoff is not None:
+            handoff.drain(10.0)
+        figures = self.stats()
+        if handoff is not None:
+            handoff.close()
+        return figures
 
     # ---------------------------------------------------------------- driver thread
+    def _new_handoff(self) -> ChannelHandoff:
+        camera = self.camera
+        classes = tuple(camera.classes) if camera.classes else None
+        return ChannelHandoff(
+            camera.id,
+            EndpointPoll(self._pusher),
+            EndpointPoll(self._segmenter) if self._segmenter is not None else None,
+            self._identity["node_id"],
+            thresholds=(camera.confidence, camera.iou, classes),
+        )
+
     def _drive(self) -> None:
         while not self._stop.is_set():
             try:
                 self._limit = frames_in_flight_limit(self._configured_limit, self.camera, self.decoder.source_fps)
+                handoff = self._handoff
+                if handoff is not None:
+                    if handoff.needs_object_store and handoff.in_flight == 0:
+                        self._leave_channel(handoff)
+                    else:
+                        self._drive_channel(handoff)
+                    continue
                 if len(self._in_flight) >= self._limit:
                     self._figures["waits_full"] += 1
                     self._reap(WAIT_TIMEOUT_S)
@@ -115,11 +165,46 @@ class DecoderActor:
                 logger.exception("decoder driver error camera=%s", self.camera.id)
                 time.sleep(0.2)
 
-    def _submit(self, frame: Any) -> None:
+    def _drive_channel(self, handoff: ChannelHandoff) -> None:
+        if not handoff.connect():  # no pusher (yet): leave the frames to the mailbox, which drops them
+            self._stop.wait(PUSHER_WAIT_S)
+            return
+        if not handoff.has_room(self._limit):
+            self._figures["waits_full"] += 1
+            handoff.wait_room(self._limit, WAIT_TIMEOUT_S)
+            return
+        frame = self.decoder.latest(timeout_s=TAKE_TIMEOUT_S)
+        handoff.expire()
+        if frame is None:
+            return
+        self._stamp(frame)
+        if handoff.submit(frame, slots_wanted=self._limit + 1):
+            self._figures["submitted"] += 1
+            self._figures["inferred"] += int(frame.infer and self._segmenter is not None)
+            self._metrics.count("frames_decoded")
+        self._metrics.gauge("queue_depth", float(handoff.in_flight))
+
+    def _leave_channel(self, handoff: ChannelHandoff) -> None:
+        """The pusher or segmenter is on another node: frames go through the object store from now on."""
+        links = handoff.stats()
+        logger.warning(
+            "camera actors on different nodes, frames go through the object store camera=%s detail=%s",
+            self.camera.id,
+            links["channel_pusher"]["last_error"] or links["channel_segmenter"]["last_error"],
+        )
+        self._figures["completed"] += handoff.figures.completed
+        self._figures["pipeline_errors"] += handoff.figures.lost
+        self._handoff = None
+        handoff.close()
+
+    def _stamp(self, frame: Any) -> None:
         fps = self.decoder.source_fps
         if fps:
             frame.meta["fps"] = float(fps)
         frame.meta["submitted_ts"] = time.time()
+
+    def _submit(self, frame: Any) -> None:
+        self._stamp(frame)
         frame_ref = ray.put(frame)
         detections = None
         if frame.infer and self._segmenter is not None:

@@ -1,28 +1,31 @@
 """One camera's output actor: annotate, push, latest live view, events to the sink.
 
-Frames arrive in order from the camera's decoder actor (one ``pipeline`` concurrency slot keeps
-that order); queries (latest JPEG, stats) have their own slots so the live view never waits for
-the encoder.
+Frames arrive in order from the camera's decoder actor: over the node-local channel
+(``trtseg.handoff.serve_frames`` on a thread of its own, the default) or as ``process`` calls with
+the frame in the object store (one ``pipeline`` concurrency slot keeps that order). Queries
+(latest JPEG, stats) have their own slots so the live view never waits for the encoder.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import ray
 
 from actors.common import identity, limit_cv_threads
+from trtseg.channel import Listener, channel_available, new_address
 from trtseg.config import CameraConfig, PusherConfig
 from trtseg.detections import Detections
 from trtseg.events import EventRecord
 from trtseg.frames import Frame
+from trtseg.handoff import DETECTIONS_TIMEOUT_S, Endpoint, serve_frames
 from trtseg.metrics import CameraMetrics
 from trtseg.pipeline import CameraOutput, stream_targets
 
 logger = logging.getLogger(__name__)
 
-DETECTIONS_TIMEOUT_S = 30.0
 LOG_EVERY = 100  # log the first and then every 100th inference failure, not each frame
 
 
@@ -40,6 +43,11 @@ class PusherActor:
         self.output = CameraOutput(camera, pusher, names, on_events=self._send_events)
         self._closed = False
         self._infer_failures = 0
+        self._frame_lock = threading.Lock()  # frames from the channel and from process() never overlap
+        self._listener: Listener | None = None
+        if channel_available():
+            address = new_address("pusher", camera.id)
+            self._listener = Listener(address, lambda c: serve_frames(c, self._from_channel), name=f"push-{camera.id}")
 
     @ray.method(concurrency_group="pipeline")
     def process(self, frame: Frame, detections: list[Any] | None = None) -> float:
@@ -53,20 +61,40 @@ class PusherActor:
                 found = ray.get(detections[0], timeout=DETECTIONS_TIMEOUT_S)
             except Exception as error:  # push the picture anyway: real time first
                 failed = True
-                self._infer_failures += 1
-                if self._infer_failures == 1 or self._infer_failures % LOG_EVERY == 0:
-                    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                    logger.warning(
-                        "inference failed camera=%s seq=%d failures=%d error=%s",
-                        self.camera.id,
-                        frame.seq,
-                        self._infer_failures,
-                        reason,
-                    )
-        latency_ms = self.output.process(frame, found, infer_failed=failed)
+                self._log_infer_failure(frame, error)
+        return self._handle(frame, found, failed)
+
+    @ray.method(concurrency_group="query")
+    def endpoint(self) -> Endpoint:
+        """Where the decoder sends frames over the channel (no address: this process has none)."""
+        return Endpoint(self._listener.address if self._listener else "", self._identity["node_id"])
+
+    def _from_channel(self, frame: Frame, found: Detections | None, failed: bool) -> float:
+        if failed:
+            self._log_infer_failure(frame, "no detections: the segmenter failed, was gone or too late")
+        return self._handle(frame, found, failed)
+
+    def _handle(self, frame: Frame, found: Detections | None, failed: bool) -> float:
+        with self._frame_lock:
+            if self._closed:
+                return 0.0
+            latency_ms = self.output.process(frame, found, infer_failed=failed)
         self._metrics.count("frames_pushed")
         self._metrics.capture_to_push_ms(latency_ms)
         return latency_ms
+
+    def _log_infer_failure(self, frame: Frame, error: BaseException | str) -> None:
+        self._infer_failures += 1
+        if self._infer_failures == 1 or self._infer_failures % LOG_EVERY == 0:
+            text = str(error).strip()
+            reason = text.splitlines()[0] if text else type(error).__name__
+            logger.warning(
+                "inference failed camera=%s seq=%d failures=%d error=%s",
+                self.camera.id,
+                frame.seq,
+                self._infer_failures,
+                reason,
+            )
 
     @ray.method(concurrency_group="query")
     def latest_jpeg(self) -> bytes | None:
@@ -89,10 +117,14 @@ class PusherActor:
     @ray.method(concurrency_group="pipeline")
     def close(self) -> dict[str, Any]:
         """Close open events, hand them to the sink and stop the encoder."""
-        if not self._closed:
+        with self._frame_lock:
+            if self._closed:
+                return self.output.stats()
             self._closed = True
-            self.output.close()
-            self._confirm_events(wait_s=10.0)
+        if self._listener is not None:
+            self._listener.close()
+        self.output.close()
+        self._confirm_events(wait_s=10.0)
         return self.output.stats()
 
     def _send_events(self, records: list[EventRecord]) -> None:

@@ -1,14 +1,18 @@
 """The segmentation actor: one per GPU (or a few CPU ones), batching frames of many cameras.
 
-An async actor with high ``max_concurrency``: every camera's ``infer`` call waits on the
-``Batcher``, which fills a batch from concurrent calls and runs the engine in worker threads (two
-batches at once on the GPU engine, whose post-processing of one overlaps the network of the next).
+An async actor with high ``max_concurrency``: every camera's frame waits on the ``Batcher``, which
+fills a batch from concurrent requests and runs the engine in worker threads (two batches at once
+on the GPU engine, whose post-processing of one overlaps the network of the next). Frames come
+over the node-local channel (``trtseg.handoff.serve_inference``, one reader thread per camera,
+each note handed to the event loop) or as ``infer`` calls with the frame in the object store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
@@ -18,9 +22,11 @@ import ray
 from actors.common import identity
 from engines.gpu.pipeline import create_engine
 from trtseg.batching import Batcher
+from trtseg.channel import Listener, channel_available, new_address
 from trtseg.config import EngineConfig
 from trtseg.detections import Detections
 from trtseg.frames import Frame
+from trtseg.handoff import Endpoint, InferNote, serve_inference
 from trtseg.metrics import CameraMetrics, SegmenterMetrics
 from trtseg.pipeline import InferRequest, infer_grouped
 
@@ -55,24 +61,44 @@ class SegmenterActor:
             max_inflight=self.engine.concurrent_batches,
         )
         self._per_camera: dict[str, int] = {}
+        self._listener: Listener | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         logger.info("segmenter ready key=%s node=%s", key, self._identity["node_id"])
 
     async def infer(
         self, frame: Frame, conf: float = 0.25, iou: float = 0.7, classes: list[str] | None = None
     ) -> Detections:
         """Segment one camera frame (batched with other cameras' concurrent frames)."""
-        started = time.perf_counter()
         request = InferRequest(frame.image, conf, iou, tuple(classes) if classes else None)
+        return await self._segment(frame.camera_id, request)
+
+    async def endpoint(self) -> Endpoint:
+        """Where decoders send inference notes over the channel (started on the first ask)."""
+        if self._listener is None and channel_available():
+            self._loop = asyncio.get_running_loop()
+            self._listener = Listener(
+                new_address("segmenter", self.key), lambda c: serve_inference(c, self._from_channel), name="segment"
+            )
+        return Endpoint(self._listener.address if self._listener else "", self._identity["node_id"])
+
+    def _from_channel(self, note: InferNote, image: np.ndarray) -> Future[Detections]:
+        """Called on a channel reader thread: the request joins the event loop's batches."""
+        assert self._loop is not None
+        request = InferRequest(image, note.conf, note.iou, note.classes)
+        return asyncio.run_coroutine_threadsafe(self._segment(note.camera_id, request), self._loop)
+
+    async def _segment(self, camera_id: str, request: InferRequest) -> Detections:
+        started = time.perf_counter()
         try:
             result = await self._batcher.submit(request)
         except Exception:
             self._metrics.failure()
             raise
-        metrics = self._camera_metrics.get(frame.camera_id)
+        metrics = self._camera_metrics.get(camera_id)
         if metrics is None:
-            metrics = self._camera_metrics[frame.camera_id] = CameraMetrics(frame.camera_id)
+            metrics = self._camera_metrics[camera_id] = CameraMetrics(camera_id)
         metrics.inference_ms(1000.0 * (time.perf_counter() - started))
-        self._per_camera[frame.camera_id] = self._per_camera.get(frame.camera_id, 0) + 1
+        self._per_camera[camera_id] = self._per_camera.get(camera_id, 0) + 1
         return result
 
     async def infer_image(
@@ -100,4 +126,6 @@ class SegmenterActor:
         }
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         await self._batcher.close()

@@ -172,6 +172,38 @@ def test_killed_decoder_comes_back(system: Any) -> None:
     wait_for(lambda: _pushed(system, "cam1") > frames + 3, 60, "frames to resume after a restore")
 
 
+def _inferred(controller: Any, camera_id: str) -> int:
+    found = _camera(controller, camera_id) or {}
+    return int(found.get("stats", {}).get("output", {}).get("inferred", 0))
+
+
+def test_frames_and_detections_take_the_channel(system: Any) -> None:
+    wait_for(lambda: _inferred(system, "cam1") > 0, 90, "cam1 to get detections")
+    decoder = (_camera(system, "cam1") or {})["stats"]["decoder"]
+    assert decoder["transport"] == "channel"
+    assert decoder["channel_pusher"]["connected"] and decoder["channel_segmenter"]["connected"]
+    assert decoder["channel_completed"] > 0 and decoder["channel_lost"] == 0
+
+
+def test_restarted_pusher_and_segmenter_are_found_again_over_the_channel(system: Any) -> None:
+    import ray
+
+    for role in ("pusher", "segmenter"):
+        handle = ray.get(system.camera_actors.remote("cam1"), timeout=30)[role]
+        connects = (_camera(system, "cam1") or {})["stats"]["decoder"][f"channel_{role}"]["connects"]
+        ray.kill(handle, no_restart=False)  # Ray restarts it on a new address; the decoder must find it
+        wait_for(
+            lambda role=role, connects=connects: (
+                (_camera(system, "cam1") or {})["stats"]["decoder"][f"channel_{role}"]["connects"] > connects
+            ),
+            120,
+            f"the decoder to reconnect to the restarted {role}",
+        )
+        frames, inferred = _pushed(system, "cam1"), _inferred(system, "cam1")
+        wait_for(lambda f=frames: _pushed(system, "cam1") > f + 3, 60, f"frames to resume after the {role}")
+        wait_for(lambda i=inferred: _inferred(system, "cam1") > i, 60, f"detections to resume after the {role}")
+
+
 def test_infer_image_and_config_summary(system: Any) -> None:
     import ray
 

@@ -1,0 +1,580 @@
+"""A camera's frames from its decoder to its segmenter and pusher over the node-local channel.
+
+The decoder side (``ChannelHandoff``) writes each frame once into a slot of its ring
+(``trtseg.channel.FrameSlots``), asks the segmenter for detections with a small note, and hands
+frames to the pusher strictly in order, each with its detections, once they are there. The pusher
+answers every frame with ``FrameDone``, which frees its slot. The serving sides
+(``serve_frames`` for the pusher, ``serve_inference`` for the segmenter) read their connection
+on a thread of their own. A failure loses no more than the frames in flight, and the camera goes
+on: a segmenter that is gone or too slow turns into frames pushed without new detections (counted
+as inference failures), a pusher that is gone into frames counted as lost until it is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from trtseg.channel import ChannelClosed, Connection, FrameSlots, MappedSlots, RingInfo, printable
+from trtseg.detections import Detections
+from trtseg.frames import Frame
+
+logger = logging.getLogger(__name__)
+
+DETECTIONS_TIMEOUT_S = 30.0  # as long as the object-store path waits for a frame's detections
+PUSH_TIMEOUT_S = 30.0  # a frame the pusher has not answered by then is given up (its slot reused)
+RECONNECT_INTERVAL_S = 1.0
+
+
+# --------------------------------------------------------------------------- messages
+@dataclass(frozen=True, slots=True)
+class RingAnnounce:
+    """A new ring of frame slots; its memory's file descriptor travels with the message."""
+
+    info: RingInfo
+
+
+@dataclass(frozen=True, slots=True)
+class InferNote:
+    """Segment the picture in ``slot`` of ring ``ring_id`` with the camera's thresholds."""
+
+    camera_id: str
+    seq: int
+    ring_id: str
+    slot: int
+    conf: float
+    iou: float
+    classes: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class InferReply:
+    """Detections of frame ``seq`` (pickled, relayed to the pusher as they are) or why there are none."""
+
+    seq: int
+    detections: bytes | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameNote:
+    """One frame for the pusher: where its picture is, its stamps, and its detections if inferred."""
+
+    ring_id: str
+    slot: int
+    camera_id: str
+    seq: int
+    capture_ts: float
+    pts_s: float
+    infer: bool
+    meta: dict[str, float]
+    detections: bytes | None
+    infer_failed: bool
+
+    def frame(self, image: np.ndarray) -> Frame:
+        return Frame(self.camera_id, self.seq, self.capture_ts, image, self.pts_s, self.infer, self.meta)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameDone:
+    """The pusher is done with frame ``seq``: its slot may be written again."""
+
+    seq: int
+    latency_ms: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where an actor's channel listens, and on which node (the channel does not leave a node).
+
+    An empty address: the actor has no channel (the decoder uses the object store)."""
+
+    address: str
+    node_id: str
+
+
+EndpointResolver = Callable[[], Endpoint | None]  # None: not known yet (ask again later)
+
+
+# --------------------------------------------------------------------------- decoder side
+@dataclass(slots=True)
+class _Entry:
+    frame: Frame
+    ring: FrameSlots
+    slot: int
+    state: str  # pending (needs a segmenter), inferring, ready, sent
+    since: float
+    detections: bytes | None = None
+    infer_failed: bool = False
+
+
+@dataclass(slots=True)
+class _Link:
+    """One connection of the decoder (to the pusher or the segmenter) and its reader thread."""
+
+    name: str
+    resolve: EndpointResolver | None
+    connection: Connection | None = None
+    next_try: float = 0.0
+    address: str | None = None
+    connects: int = 0
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
+class HandoffFigures:
+    completed: int = 0
+    lost: int = 0  # frames the pusher never answered (gone, or too slow)
+    infer_failed: int = 0
+    infer_timeouts: int = 0
+    rings: int = 0
+
+
+class ChannelHandoff:
+    """The decoder's end of the channel: ring, in-order release, reconnects, timeouts.
+
+    ``pusher`` and ``segmenter`` resolve the other actors' endpoints (None: not known yet, asked
+    again on the next call; after a failure, once ``RECONNECT_INTERVAL_S`` has passed); ``segmenter``
+    may be None (no inference).
+    ``thresholds``: the camera's (conf, iou, classes) sent with every inference note.
+    ``node_id``: this process's node; an endpoint on another node sets ``needs_object_store``.
+    Calls come from the decoder's driver thread; replies are read on one thread per connection.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        pusher: EndpointResolver,
+        segmenter: EndpointResolver | None,
+        node_id: str,
+        thresholds: tuple[float, float, tuple[str, ...] | None] = (0.25, 0.7, None),
+        detections_timeout_s: float = DETECTIONS_TIMEOUT_S,
+        push_timeout_s: float = PUSH_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.camera_id = camera_id
+        self.node_id = node_id
+        self.needs_object_store = False
+        self.figures = HandoffFigures()
+        self._thresholds = thresholds
+        self._detections_timeout_s = detections_timeout_s
+        self._push_timeout_s = push_timeout_s
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._ring: FrameSlots | None = None
+        self._free: list[int] = []
+        self._ring_users: dict[str, int] = {}  # entries in flight per ring (old rings close at 0)
+        self._retired: dict[str, FrameSlots] = {}
+        self._pusher = _Link("pusher", pusher)
+        self._segmenter = _Link("segmenter", segmenter)
+        self._closed = False
+
+    # ------------------------------------------------------------------ driver thread
+    @property
+    def in_flight(self) -> int:
+        with self._cond:
+            return len(self._entries)
+
+    def has_room(self, limit: int) -> bool:
+        with self._cond:
+            return self._room_locked(limit)
+
+    def _room_locked(self, limit: int) -> bool:
+        return len(self._entries) < limit and (self._ring is None or bool(self._free))
+
+    def wait_room(self, limit: int, timeout_s: float) -> bool:
+        """Wait until a frame may be submitted (or ``timeout_s`` passes); expires what is overdue."""
+        deadline = self._clock() + timeout_s
+        with self._cond:
+            while True:
+                self._expire_locked()
+                if self._room_locked(limit):
+                    return True
+                remaining = deadline - self._clock()
+                if remaining <= 0 or self._closed:
+                    return False
+                self._cond.wait(min(remaining, 0.25))
+
+    def submit(self, frame: Frame, slots_wanted: int) -> bool:
+        """Hand one frame on; False when it could not be (no pusher yet: the frame is counted lost).
+
+        ``slots_wanted`` sizes a new ring (frames in flight plus one being written)."""
+        self.connect()
+        with self._cond:
+            self._expire_locked()
+            if self._pusher.connection is None:
+                self.figures.lost += 1
+                return False
+            ring = self._ring_for(frame.image, slots_wanted)
+            if not self._free:
+                raise RuntimeError("no free slot: call has_room/wait_room first")
+            slot = self._free.pop()
+            ring.write(slot, frame.image)
+            entry = _Entry(frame, ring, slot, "ready", self._clock())
+            self._ring_users[ring.info.ring_id] = self._ring_users.get(ring.info.ring_id, 0) + 1
+            self._entries[frame.seq] = entry
+            if frame.infer and self._segmenter.resolve is not None:
+                entry.state = "pending"
+                self._send_infer(entry)
+            self._release_locked()
+            return True
+
+    def connect(self) -> bool:
+        """(Re)connect whatever is down and due; True when the pusher is connected (frames can go).
+
+        A decoder takes no frame while this is False, so frames are dropped at its mailbox (counted
+        as drops) rather than handed to nobody."""
+        self._connect(self._pusher)
+        if self._segmenter.resolve is not None:
+            self._connect(self._segmenter)
+        return self._pusher.connection is not None
+
+    def expire(self) -> None:
+        with self._cond:
+            self._expire_locked()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until every frame in flight is answered (or ``timeout_s`` passes)."""
+        deadline = self._clock() + timeout_s
+        with self._cond:
+            while self._entries:
+                self._expire_locked()
+                remaining = deadline - self._clock()
+                if remaining <= 0 or not self._entries:
+                    break
+                self._cond.wait(min(remaining, 0.25))
+            return not self._entries
+
+    def reset_segmenter(self, segmenter: EndpointResolver | None) -> None:
+        """Another segmenter from now on: frames waiting on the old one are pushed without detections."""
+        with self._cond:
+            old = self._segmenter.connection
+            self._segmenter = _Link("segmenter", segmenter)
+        if old is not None:
+            old.close()
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            states: dict[str, int] = {}
+            for entry in self._entries.values():
+                states[entry.state] = states.get(entry.state, 0) + 1
+            return {
+                "transport": "channel",
+                "channel_completed": self.figures.completed,
+                "channel_lost": self.figures.lost,
+                "channel_infer_failed": self.figures.infer_failed,
+                "channel_infer_timeouts": self.figures.infer_timeouts,
+                "channel_rings": self.figures.rings,
+                "channel_states": states,
+                "channel_pusher": self._link_stats(self._pusher),
+                "channel_segmenter": self._link_stats(self._segmenter),
+            }
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            links = [self._pusher.connection, self._segmenter.connection]
+            self._pusher.connection = self._segmenter.connection = None
+            self._cond.notify_all()
+        for connection in links:
+            if connection is not None:
+                connection.close()
+        with self._cond:
+            self._entries.clear()
+            rings = [self._ring, *self._retired.values()]
+            self._ring, self._retired, self._free = None, {}, []
+        for ring in rings:
+            if ring is not None:
+                ring.close()
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _link_stats(link: _Link) -> dict[str, Any]:
+        return {
+            "connected": link.connection is not None,
+            "address": printable(link.address) if link.address else None,
+            "connects": link.connects,
+            "last_error": link.last_error,
+        }
+
+    def _connect(self, link: _Link) -> None:
+        """(Re)connect ``link`` when it is down and a try is due; runs on the driver thread."""
+        if link.connection is not None or link.resolve is None or self._closed:
+            return
+        now = self._clock()
+        if now < link.next_try:
+            return
+        try:
+            endpoint = link.resolve()
+        except Exception as error:  # the actor is restarting or gone: try again later
+            link.last_error = f"{type(error).__name__}: {error}"[:300]
+            link.next_try = now + RECONNECT_INTERVAL_S
+            return
+        if endpoint is None:
+            return  # its answer is pending: asked again on the next call
+        link.next_try = now + RECONNECT_INTERVAL_S  # a refused connection is tried again after this
+        if not endpoint.address or endpoint.node_id != self.node_id:
+            self.needs_object_store = True
+            link.last_error = (
+                f"{link.name} is on node {endpoint.node_id[:12]}, not this one"
+                if endpoint.address
+                else f"{link.name} has no channel"
+            )
+            return
+        try:
+            connection = Connection.connect(endpoint.address)
+        except ChannelClosed as error:
+            link.last_error = str(error)
+            return
+        with self._cond:
+            if self._closed:
+                connection.close()
+                return
+            link.connection, link.address = connection, endpoint.address
+            link.connects += 1
+            if self._ring is not None:
+                self._announce(connection, self._ring)
+            if link is self._segmenter:
+                for entry in self._entries.values():
+                    if entry.state == "pending":
+                        self._send_infer(entry)
+        reader = self._read_pusher if link is self._pusher else self._read_segmenter
+        threading.Thread(target=reader, args=(link, connection), name=f"handoff-{link.name}", daemon=True).start()
+        logger.info(
+            "channel connected camera=%s to=%s address=%s", self.camera_id, link.name, printable(endpoint.address)
+        )
+
+    def _ring_for(self, image: np.ndarray, slots_wanted: int) -> FrameSlots:
+        ring = self._ring
+        if ring is not None and ring.fits(image):
+            return ring
+        if ring is not None:  # a new picture size: the old ring stays until its frames are answered
+            self._retired[ring.info.ring_id] = ring
+            self._close_retired_locked()
+        ring = FrameSlots(image.shape, max(slots_wanted, 1), image.dtype)
+        self._ring, self._free = ring, list(range(ring.info.slots - 1, -1, -1))
+        self.figures.rings += 1
+        for link in (self._pusher, self._segmenter):
+            if link.connection is not None:
+                self._announce(link.connection, ring)
+        return ring
+
+    def _announce(self, connection: Connection, ring: FrameSlots) -> None:
+        with contextlib.suppress(ChannelClosed):  # the reader thread sees the closed connection and cleans up
+            connection.send(RingAnnounce(ring.info), (ring.fd,))
+
+    def _send_infer(self, entry: _Entry) -> None:
+        connection = self._segmenter.connection
+        if connection is None:
+            return  # pending until the segmenter is connected (or its detections time out)
+        conf, iou, classes = self._thresholds
+        note = InferNote(self.camera_id, entry.frame.seq, entry.ring.info.ring_id, entry.slot, conf, iou, classes)
+        try:
+            connection.send(note)
+            entry.state = "inferring"
+        except ChannelClosed:
+            pass
+
+    def _release_locked(self) -> None:
+        """Send the frames at the head of the line whose detections are in, in order."""
+        connection = self._pusher.connection
+        for entry in self._entries.values():
+            if entry.state == "sent":
+                continue
+            if entry.state != "ready" or connection is None:
+                break
+            frame = entry.frame
+            note = FrameNote(
+                entry.ring.info.ring_id,
+                entry.slot,
+                frame.camera_id,
+                frame.seq,
+                frame.capture_ts,
+                frame.pts_s,
+                frame.infer,
+                frame.meta,
+                entry.detections,
+                entry.infer_failed,
+            )
+            try:
+                connection.send(note)
+            except ChannelClosed:
+                break
+            entry.state, entry.since = "sent", self._clock()
+
+    def _finish_locked(self, seq: int) -> _Entry | None:
+        entry = self._entries.pop(seq, None)
+        if entry is None:
+            return None
+        ring_id = entry.ring.info.ring_id
+        self._ring_users[ring_id] -= 1
+        if self._ring is entry.ring:
+            self._free.append(entry.slot)
+        else:
+            self._close_retired_locked()
+        self._cond.notify_all()
+        return entry
+
+    def _close_retired_locked(self) -> None:
+        for ring_id in [r for r in self._retired if self._ring_users.get(r, 0) <= 0]:
+            self._retired.pop(ring_id).close()
+            self._ring_users.pop(ring_id, None)
+
+    def _expire_locked(self) -> None:
+        now = self._clock()
+        for seq, entry in list(self._entries.items()):
+            age = now - entry.since
+            if entry.state in ("pending", "inferring") and age > self._detections_timeout_s:
+                entry.state, entry.infer_failed = "ready", True
+                self.figures.infer_failed += 1
+                self.figures.infer_timeouts += 1
+            elif entry.state == "sent" and age > self._push_timeout_s:
+                self._finish_locked(seq)
+                self.figures.lost += 1
+        self._release_locked()
+
+    def _read_pusher(self, link: _Link, connection: Connection) -> None:
+        try:
+            while True:
+                message, _ = connection.recv()
+                if isinstance(message, FrameDone):
+                    with self._cond:
+                        if self._finish_locked(message.seq) is not None:
+                            self.figures.completed += 1
+        except ChannelClosed as error:
+            reason = str(error)
+        except Exception as error:  # a message we cannot read: drop the connection, reconnect
+            reason = f"{type(error).__name__}: {error}"
+            logger.exception("pusher channel read failed camera=%s", self.camera_id)
+        connection.close()
+        with self._cond:
+            if link.connection is connection:
+                link.connection = None
+                link.last_error = reason
+            lost = [seq for seq, e in self._entries.items() if e.state == "sent"]
+            for seq in lost:
+                self._finish_locked(seq)
+            self.figures.lost += len(lost)
+            self._cond.notify_all()
+        if not self._closed:
+            logger.warning("pusher channel lost camera=%s frames_lost=%d reason=%s", self.camera_id, len(lost), reason)
+
+    def _read_segmenter(self, link: _Link, connection: Connection) -> None:
+        try:
+            while True:
+                message, _ = connection.recv()
+                if isinstance(message, InferReply):
+                    with self._cond:
+                        entry = self._entries.get(message.seq)
+                        if entry is not None and entry.state in ("pending", "inferring"):
+                            entry.state, entry.detections = "ready", message.detections
+                            if message.detections is None:
+                                entry.infer_failed = True
+                                self.figures.infer_failed += 1
+                            self._release_locked()
+        except ChannelClosed as error:
+            reason = str(error)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}"
+            logger.exception("segmenter channel read failed camera=%s", self.camera_id)
+        connection.close()
+        with self._cond:
+            current = link.connection is connection
+            if current:
+                link.connection = None
+                link.last_error = reason
+            # Frames sent to this connection wait no longer (after a reset they wait on the new one).
+            waiting = [e for e in self._entries.values() if e.state == "inferring"] if current else []
+            for entry in waiting:
+                entry.state, entry.infer_failed = "ready", True
+            self.figures.infer_failed += len(waiting)
+            self._release_locked()
+        if not self._closed:
+            logger.warning("segmenter channel lost camera=%s frames=%d reason=%s", self.camera_id, len(waiting), reason)
+
+
+# --------------------------------------------------------------------------- serving sides
+Note = TypeVar("Note", FrameNote, InferNote)
+
+
+def _notes(connection: Connection, kind: type[Note], rings: MappedSlots) -> Iterator[Note]:
+    """The notes of ``kind`` a connection brings; rings announced on it are mapped into ``rings``."""
+    while True:
+        message, fds = connection.recv()
+        if isinstance(message, RingAnnounce):
+            if fds:
+                rings.add(message.info, fds[0])
+        elif isinstance(message, kind):
+            yield message
+        else:
+            logger.warning(
+                "unexpected message on the channel kind=%s expected=%s", type(message).__name__, kind.__name__
+            )
+
+
+FrameProcessor = Callable[[Frame, Detections | None, bool], float]
+
+
+def serve_frames(connection: Connection, process: FrameProcessor) -> None:
+    """The pusher's side: every frame note processed in order and answered with ``FrameDone``.
+
+    ``process(frame, detections, infer_failed)`` returns the capture-to-push latency. The picture
+    is a view of the decoder's slot, valid until this frame is answered.
+    """
+    rings = MappedSlots()
+    try:
+        for message in _notes(connection, FrameNote, rings):
+            latency: float | None = None
+            error: str | None = None
+            try:
+                frame = message.frame(rings.view(message.ring_id, message.slot))
+                detections = pickle.loads(message.detections) if message.detections is not None else None
+                latency = process(frame, detections, message.infer_failed)
+            except Exception as exc:  # one bad frame must not stop the camera's stream
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                logger.exception("frame failed on the pusher channel camera=%s seq=%d", message.camera_id, message.seq)
+            connection.send(FrameDone(message.seq, latency, error))
+    finally:
+        rings.close()
+
+
+InferSubmitter = Callable[[InferNote, np.ndarray], "Future[Detections]"]
+
+
+def serve_inference(connection: Connection, submit: InferSubmitter) -> None:
+    """The segmenter's side: each note submitted at once (so frames of many cameras batch), answered
+    when its detections are done; ``submit`` returns a future (e.g. from ``run_coroutine_threadsafe``)."""
+    rings = MappedSlots()
+
+    def reply(seq: int, future: Future[Detections]) -> None:
+        try:
+            blob: bytes | None = pickle.dumps(future.result(), protocol=pickle.HIGHEST_PROTOCOL)
+            error = None
+        except Exception as exc:
+            blob, error = None, f"{type(exc).__name__}: {exc}"[:500]
+        with contextlib.suppress(ChannelClosed):  # the decoder went away; it counts the frame itself
+            connection.send(InferReply(seq, blob, error))
+
+    try:
+        for message in _notes(connection, InferNote, rings):
+            seq = message.seq
+            try:
+                future = submit(message, rings.view(message.ring_id, message.slot))
+            except Exception as exc:
+                connection.send(InferReply(seq, None, f"{type(exc).__name__}: {exc}"[:500]))
+                continue
+            future.add_done_callback(lambda done, seq=seq: reply(seq, done))
+    finally:
+        rings.close()
