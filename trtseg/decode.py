@@ -82,9 +82,12 @@ class CameraDecoder:
         self._reconnects = 0
         self._failures = 0
         self._loops = 0
-        # A looping file's reopen leaves a gap no live camera has: timed so benchmarks can leave it out.
+        # A looping file's reopen leaves a gap no live camera has: timed so benchmarks can leave it out,
+        # from the last frame of one pass (the closing of the old session included: NVDEC's takes a
+        # few hundred milliseconds) to the first of the next.
         self._loop_gap_s = 0.0
         self._looped_at: float | None = None
+        self._delivered_at = 0.0
         self._last_error: str | None = None
         self._ended = False
         self._width = 0
@@ -174,6 +177,7 @@ class CameraDecoder:
             "height": self._height,
             "source_fps": round(self._source_fps, 3),
             "decode_threads": self._decode_threads,
+            "stats_at": time.time(),  # when these counters were read (windows between two reads)
         }
 
     # ----------------------------------------------------------------- thread
@@ -215,7 +219,7 @@ class CameraDecoder:
                     break
                 if source.is_file and delivered:
                     self._loops += 1
-                    self._looped_at = time.monotonic()
+                    self._looped_at = self._delivered_at or time.monotonic()
                     backoff = self.camera.reconnect_backoff_s
                     quiet_reopen = True
                     continue  # loop the file at once
@@ -338,9 +342,11 @@ class CameraDecoder:
             pts_s=pts,
             infer=self._infer_tick(pts),
         )
+        now = time.monotonic()
         if self._looped_at is not None:  # the first frame after a loop: beyond one frame step was the reopen
-            self._loop_gap_s += max(0.0, time.monotonic() - self._looped_at - self._frame_step)
+            self._loop_gap_s += max(0.0, now - self._looped_at - self._frame_step)
             self._looped_at = None
+        self._delivered_at = now
         self._last_pts = pts
         self._frames += 1
         self._frames_in_session += 1

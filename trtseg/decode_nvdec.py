@@ -53,8 +53,8 @@ def _low_latency(nvc: Any) -> tuple[Any, Any] | None:
     NVDEC's native mode holds back about four frames before returning them in display order (160 ms
     at 25 fps, unseen by the pipeline's latency figures, which start at the decoder's output). The
     low-latency mode returns each frame as its packet is decoded, still in display order (a GPU test
-    checks it on a clip with B-frames). Either way a file's last few frames are lost at its end (a
-    looping clip misses a few at each loop on the H100): nothing flushes the decoder at end of stream.
+    checks it on a clip with B-frames). At the end of a file the decoder is flushed with the demuxer's
+    empty packet (``_packets``), so a looping clip loses no frames at each loop.
     """
     latency = getattr(getattr(nvc, "DisplayDecodeLatencyType", None), "LOW", None)
     flag = getattr(getattr(nvc, "VideoPacketFlag", None), "ENDOFPICTURE", None)
@@ -103,6 +103,7 @@ class NvdecCameraDecoder(CameraDecoder):
         # Host frames are downloaded into a ring of page-locked buffers. A frame is put into the object
         # store as soon as the decoder actor takes it; the ring only has to outlast that hand-off.
         self._host_ring = BufferRing(HOST_RING_SLOTS, allocate=_pinned)
+        self._blocking_wait: bool | None = None  # None until the first session sets the flag
 
     def start(self) -> NvdecCameraDecoder:
         """Fail at once, clearly, when the GPU extras are absent; else start like the CPU decoder."""
@@ -115,11 +116,19 @@ class NvdecCameraDecoder(CameraDecoder):
         return self
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), "decoder": "nvdec", "gpu_id": self.gpu_id, "host_frames": self.host_frames}
+        return {
+            **super().stats(),
+            "decoder": "nvdec",
+            "gpu_id": self.gpu_id,
+            "host_frames": self.host_frames,
+            "cuda_blocking_wait": self._blocking_wait,
+        }
 
     def _session(self, source: Source) -> bool:
         """Demux and decode until the end or an error; True when at least one frame came out."""
         nvc, cupy = _modules()
+        if self._blocking_wait is None:
+            self._blocking_wait = _blocking_sync(self.gpu_id)
         self._frames_in_session = 0
         demuxer = nvc.CreateDemuxer(filename=source.url)
         low_latency = _low_latency(nvc)
@@ -154,10 +163,10 @@ class NvdecCameraDecoder(CameraDecoder):
     ) -> Iterator[tuple[Any, float]]:
         """(BGR image, seconds) for each decoded frame: a CuPy copy (NVDEC reuses its surfaces), or
         with ``host_frames`` a NumPy array in the host ring (valid for ``HOST_RING_SLOTS`` frames)."""
-        for packet in demuxer:
+        for packet in _packets(demuxer):
             if self._stop.is_set():
                 raise _Stop
-            if end_of_picture is not None:
+            if end_of_picture is not None and packet.bsl:
                 packet.decode_flag = end_of_picture  # low-latency mode: decode this picture now
             for decoded in decoder.Decode(packet):
                 rgb = cupy.from_dlpack(decoded)
@@ -171,6 +180,43 @@ class NvdecCameraDecoder(CameraDecoder):
                 # Frame count x frame step: PyNvVideoCodec's timestamps come in the container's time
                 # base, which its demuxer does not expose in every version; a camera's rate is constant.
                 yield bgr, self._frames_in_session * self._frame_step
+
+
+def _packets(demuxer: Any) -> Iterator[Any]:
+    """The demuxer's packets up to and including its empty end-of-stream packet (``bsl == 0``).
+
+    Iterating the demuxer stops before that packet, and without it NVDEC keeps the file's last
+    frames; decoding it flushes them (as NVIDIA's transcode sample does).
+    """
+    while True:
+        packet = demuxer.Demux()
+        yield packet
+        if not packet.bsl:
+            return
+
+
+BLOCKING_SYNC = 0x04  # cudaDeviceScheduleBlockingSync
+
+
+def _blocking_sync(gpu_id: int) -> bool:
+    """Make this process's CUDA waits sleep instead of spin (set before its context is made).
+
+    A decoder waits on the GPU for every frame (the colour reorder and the download), and a GPU shared
+    with the segmenters' processes runs one context at a time: spinning through those waits costs
+    every NVDEC camera CPU for nothing. Where the context already exists the flag cannot be set.
+    """
+    try:
+        from cuda.bindings import runtime as cudart
+
+        (error,) = cudart.cudaSetDevice(gpu_id)
+        if error == cudart.cudaError_t.cudaSuccess:
+            (error,) = cudart.cudaSetDeviceFlags(BLOCKING_SYNC)
+        if error == cudart.cudaError_t.cudaSuccess:
+            return True
+        logger.info("NVDEC decoder keeps CUDA's spinning waits gpu=%d error=%s", gpu_id, error)
+    except Exception as error:  # no cuda-python: CuPy's default (spinning) waits
+        logger.info("NVDEC decoder keeps CUDA's spinning waits gpu=%d error=%s", gpu_id, error)
+    return False
 
 
 def make_decoder(

@@ -87,15 +87,25 @@ def test_nvdec_host_frames_land_in_page_locked_ring(tmp_path: Path) -> None:
 
     from trtseg.decode_nvdec import HOST_RING_SLOTS
 
-    with _nvdec_and_cpu(tmp_path, seed=2, host_frames=True) as (nvdec, cpu):
+    with _nvdec_and_cpu(tmp_path, seed=2, host_frames=True) as (nvdec, _cpu):
         frames = [nvdec.latest(timeout_s=20.0) for _ in range(3)]
-        cpu_frame = cpu.latest(timeout_s=20.0)
-        assert all(f is not None for f in frames) and cpu_frame is not None
+        assert all(f is not None for f in frames)
         images = [f.image for f in frames]  # type: ignore[union-attr]
         assert all(isinstance(i, np.ndarray) and i.shape == (192, 320, 3) for i in images)
         assert all(int(cupy.cuda.runtime.pointerGetAttributes(i.ctypes.data).type) == 1 for i in images)
         assert len({i.ctypes.data for i in images}) == 3 <= HOST_RING_SLOTS  # consecutive frames, own buffers
-        diff = np.abs(images[-1].astype(float).mean((0, 1)) - cpu_frame.image.mean((0, 1)))
+        # The CPU decoder's picture of the same frame: a decoder started now from the clip's start
+        # (the context's one runs on its own clock, and its newest frame is another frame).
+        seq = frames[-1].seq  # type: ignore[union-attr]
+        reference = make_decoder(_camera(tmp_path, "cpu"), file_dir=tmp_path).start()
+        cpu_pictures: dict[int, np.ndarray] = {}
+        try:
+            while seq not in cpu_pictures and (frame := reference.latest(timeout_s=2.0)) is not None:
+                cpu_pictures[frame.seq] = frame.image
+        finally:
+            reference.stop()
+        assert seq in cpu_pictures, (seq, sorted(cpu_pictures))
+        diff = np.abs(images[-1].astype(float).mean((0, 1)) - cpu_pictures[seq].mean((0, 1)))
         assert diff.max() < 12.0
 
 
@@ -138,3 +148,28 @@ def test_nvdec_frames_come_in_display_order_at_once(tmp_path: Path) -> None:
     worst = int(np.argmax(same))
     assert same[worst] < 6.0, f"frame {common[worst]} is not the CPU decoder's ({same[worst]:.1f}): out of order"
     assert first_after["nvdec"] < 2.0, first_after
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_nvdec_delivers_every_frame_of_a_file(tmp_path: Path) -> None:
+    """On the GPU machine: the end of a file flushes NVDEC, so no frame is lost there (nor at each
+    loop of a looping clip); the CPU decoder's count is the reference."""
+    import time
+
+    from datasets.video import render_sample_video
+
+    render_sample_video(tmp_path / "clip.mp4", seconds=2.0, fps=25, size=(320, 192), seed=4)
+    counts: dict[str, int] = {}
+    for kind in ("nvdec", "cpu"):
+        camera = CameraConfig(id="cam1", source=str(tmp_path / "clip.mp4"), decoder=kind, loop=False)
+        decoder = make_decoder(camera, file_dir=tmp_path, host_frames=True).start()
+        try:
+            deadline = time.monotonic() + 20.0
+            while not decoder.stats()["ended"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            counts[kind] = int(decoder.stats()["frames"])
+        finally:
+            decoder.stop()
+    assert counts["cpu"] == 50
+    assert counts["nvdec"] == counts["cpu"], counts
