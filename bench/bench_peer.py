@@ -37,6 +37,7 @@ from bench.common import (
     REALTIME_DROP_LIMIT,
     REALTIME_P99_LIMIT_MS,
     ROOT,
+    camera_counts,
     machine_info,
     markdown_table,
     percentile,
@@ -228,17 +229,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         clips = make_clips(clip_dir, args.distinct_clips, args.clip_seconds, (width, height))
     info = machine_info()
     steps = []
-    n = 1 if args.ramp else args.cameras
+    counts = args.steps or (
+        [2**k for k in range(int(math.log2(args.max_cameras)) + 1)] if args.ramp else [args.cameras]
+    )
     with tempfile.TemporaryDirectory(prefix="trtseg-peer-") as tmp:
-        while n <= (args.max_cameras if args.ramp else args.cameras):
+        for n in counts:
             step = run_step(args, clips, n, Path(tmp))
             step["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
             steps.append(step)
             write_json(Path(args.out).with_suffix(".partial.json"), {"steps": steps})  # survives a kill
             logger.info("peer step cameras=%d realtime=%s", n, step["realtime"])
-            if not args.ramp or not step["realtime"]:
+            if args.ramp and not step["realtime"]:
                 break
-            n *= 2
     versions: dict[str, str] = {}
     for module in ("ultralytics", "torch"):
         try:
@@ -310,7 +312,8 @@ def doc_body(report: dict[str, Any], table: str, note: str = "", plot_path: str 
     return "\n".join(
         [
             "## Peer: ultralytics predict, one process per camera"
-            + (" (CPU)" if settings["device"] == "cpu" else " (GPU)"),
+            + (" (CPU" if settings["device"] == "cpu" else " (GPU")
+            + (", every stream pushed)" if settings.get("sink") == "ffmpeg" and settings["device"] != "cpu" else ")"),
             "",
             f"Command: `{report['command']}`",
             "",
@@ -346,6 +349,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cameras", type=int, default=1)
     parser.add_argument("--ramp", action="store_true", help="1, 2, 4, ... cameras until real time breaks")
     parser.add_argument("--max-cameras", type=int, default=64)
+    parser.add_argument(
+        "--steps",
+        type=camera_counts,
+        default=None,
+        help="camera counts to measure in turn, e.g. 8,12,16 (with --ramp: stop at the first that breaks real time)",
+    )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--inference-fps", type=float, default=None)

@@ -40,6 +40,7 @@ from bench.common import (
     CpuMeter,
     bucket_delta,
     bucket_quantile,
+    camera_counts,
     children_named,
     free_port,
     histogram,
@@ -152,6 +153,7 @@ def build_config(args: argparse.Namespace, workdir: Path, clip_dir: Path, namesp
             cpu_segmenters=1,
             segmenters_per_gpu=args.segmenters_per_gpu,
             persist_cameras=False,  # each run adds its own cameras; none carry over to the next run
+            frame_transport=args.transport,
             **({"frames_in_flight": args.frames_in_flight} if args.frames_in_flight else {}),
         ),
         engine=EngineConfig(**engine),
@@ -271,6 +273,10 @@ def camera_figures(
     dec0, dec1 = before["cameras"][cid]["decoder"], after["cameras"][cid]["decoder"]
     out0, out1 = before["cameras"][cid]["output"], after["cameras"][cid]["output"]
     fps = float(dec1.get("source_fps") or CLIP_FPS)
+    # The decoder's own read times bound its window: the snapshot's clock is read after 32 cameras'
+    # stats and a metrics scrape, whose durations differ between the two reads.
+    if dec0.get("stats_at") and dec1.get("stats_at"):
+        wall = float(dec1["stats_at"]) - float(dec0["stats_at"])
     # The clip's reopen when it loops is a gap no live camera has: its time is not expected to carry frames.
     loop_gap = max(0.0, _delta(dec1, dec0, "loop_gap_s"))
     expected = fps * max(wall - loop_gap, 0.0)
@@ -450,6 +456,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "preset": args.preset,
             "x264_threads": args.x264_threads,
             "decoder": args.decoder,
+            "transport": args.transport,
             "segmenters_per_gpu": args.segmenters_per_gpu,
             "size": list(args.size),
             "fps": CLIP_FPS,
@@ -479,7 +486,7 @@ def markdown(report: dict[str, Any]) -> str:
         "x264 cores/cam",
         "segmenter cores",
         "machine busy %",
-        "object store MB/s/cam",
+        "frames MB/s/cam",
     ]
     rows = []
     for s in report["steps"]:
@@ -514,11 +521,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-cameras", type=int, default=64, help="largest camera count of the ramp")
     parser.add_argument(
         "--steps",
-        type=_counts,
+        type=camera_counts,
         default=None,
         help="camera counts to measure in turn, e.g. 8,16,24,32 (with --ramp: stop at the first that breaks real time)",
     )
     parser.add_argument("--decoder", default="cpu", choices=["cpu", "nvdec"], help="each camera's decoder")
+    parser.add_argument(
+        "--transport",
+        default="auto",
+        choices=["auto", "object_store"],
+        help="how frames go from decoder to segmenter and pusher (cluster.frame_transport)",
+    )
     parser.add_argument("--segmenters-per-gpu", type=int, default=1, help="segmentation actors per GPU")
     parser.add_argument("--x264-threads", type=int, default=None, help="x264 threads per pusher; default: the config's")
     parser.add_argument(
@@ -563,16 +576,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _counts(text: str) -> list[int]:
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"steps must be camera counts like 8,16,32, got '{text}'") from None
-    if not counts or min(counts) < 1 or counts != sorted(counts):
-        raise argparse.ArgumentTypeError(f"steps must be rising counts of at least 1, got '{text}'")
-    return counts
-
-
 def _size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(part) for part in text.lower().split("x"))
@@ -601,7 +604,9 @@ def doc_body(report: dict[str, Any], table: str, plot_path: str | None, note: st
         f"{_rate(settings['inference_fps'])}, "
         f"{'no encoder (push none)' if settings['push'] == 'none' else 'push ' + settings['push']}"
         f"{'' if settings['push'] == 'none' else ' (x264 ' + settings['preset'] + ')'}, "
-        f"decoder {settings.get('decoder', 'cpu')}, segmentation actors per GPU "
+        f"decoder {settings.get('decoder', 'cpu')}, frames through "
+        f"{'the object store' if settings.get('transport') == 'object_store' else 'the node-local channel'}, "
+        f"segmentation actors per GPU "
         f"{settings.get('segmenters_per_gpu', 1)}, "
         f"frames in flight per camera {settings.get('frames_in_flight') or 'default (2)'}"
         f"{' plus one inference interval' if settings['inference_fps'] else ''}, "
@@ -624,17 +629,20 @@ METHOD = """How it is measured: the real system (`actors.launch.start_system`) o
 added one after another through the controller (`add_camera`), each a generated 1280x720 25 fps H.264
 clip (seeds 0-3, reused round-robin beyond four cameras) read as a file source looping at native rate.
 Each step waits until every camera pushes, warms up, then reads every camera's counters
-(`get_camera` stats) at the start and end of the window. Drops count against the camera: a frame the
+(`get_camera` stats) at the start and end of the window, each camera's window bounded by its
+decoder's own reads of its counters. Drops count against the camera: a frame the
 camera produced in the window (source fps x seconds) that was not pushed is a drop, whether the
 decoder's one-slot mailbox overwrote it or the encoder queue discarded it; only the moments a looping
-clip spends reopening (`loop_gap_s`, a gap no live camera has) carry no expected frames. Latency is from a frame's
+clip spends reopening (`loop_gap_s`, from the last frame of one pass to the first of the next, a gap
+no live camera has) carry no expected frames. Latency is from a frame's
 decode (`Frame.capture_ts`) to its hand-off to the encoder, read from the pipeline's own
 `trtseg_capture_to_push_ms` Prometheus histogram (scraped from the node's metrics agent; p50/p99 are
 interpolated inside its buckets, which have a boundary at 200 ms, so the criterion itself is exact).
-CPU cores are `psutil` CPU time over the window of each camera's decoder actor (decode, object-store
-put, scheduling), pusher actor (annotation, event tracking, hand-off to FFmpeg) and FFmpeg x264 process,
-and of the segmentation actor(s). Object-store traffic is the decoded frames put per second times
-their size (W x H x 3 bytes; detections add a few KB). Real time: drops < 1 % and p99 below the
+CPU cores are `psutil` CPU time over the window of each camera's decoder actor (decode, hand-off,
+scheduling), pusher actor (annotation, event tracking, hand-off to FFmpeg) and FFmpeg x264 process,
+and of the segmentation actor(s). Frame traffic is the decoded frames handed on per second times
+their size (W x H x 3 bytes; detections add a few KB), written once into the object store or, on the
+node-local channel (the default), into the camera's shared-memory ring. Real time: drops < 1 % and p99 below the
 run's limit (200 ms unless `--p99-limit-ms` says otherwise) on every camera."""
 
 

@@ -31,6 +31,19 @@ REALTIME_DROP_LIMIT = 0.01  # the real-time criteria of the issue: drops below 1
 REALTIME_P99_LIMIT_MS = 200.0  # ... and p99 capture-to-push latency below 200 ms
 
 
+def camera_counts(text: str) -> list[int]:
+    """``--steps``: rising camera counts such as 8,16,32."""
+    import argparse
+
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"steps must be camera counts like 8,16,32, got '{text}'") from None
+    if not counts or min(counts) < 1 or counts != sorted(counts):
+        raise argparse.ArgumentTypeError(f"steps must be rising counts of at least 1, got '{text}'")
+    return counts
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 nothing listens on right now (never Redis' 6379)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
