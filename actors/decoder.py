@@ -101,7 +101,7 @@ class DecoderActor:
         if handoff is not None:
             channel = handoff.stats()
             figures["completed"] += handoff.figures.completed
-            figures["pipeline_errors"] += handoff.figures.lost
+            figures["pipeline_errors"] += handoff.figures.lost + handoff.figures.push_errors
         return {
             **decoder,
             **figures,
@@ -193,7 +193,7 @@ class DecoderActor:
             links["channel_pusher"]["last_error"] or links["channel_segmenter"]["last_error"],
         )
         self._figures["completed"] += handoff.figures.completed
-        self._figures["pipeline_errors"] += handoff.figures.lost
+        self._figures["pipeline_errors"] += handoff.figures.lost + handoff.figures.push_errors
         self._handoff = None
         handoff.close()
 

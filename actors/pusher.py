@@ -20,13 +20,11 @@ from trtseg.config import CameraConfig, PusherConfig
 from trtseg.detections import Detections
 from trtseg.events import EventRecord
 from trtseg.frames import Frame
-from trtseg.handoff import DETECTIONS_TIMEOUT_S, Endpoint, serve_frames
+from trtseg.handoff import DETECTIONS_TIMEOUT_S, LOG_EVERY, Endpoint, serve_frames
 from trtseg.metrics import CameraMetrics
 from trtseg.pipeline import CameraOutput, stream_targets
 
 logger = logging.getLogger(__name__)
-
-LOG_EVERY = 100  # log the first and then every 100th inference failure, not each frame
 
 
 @ray.remote(concurrency_groups={"pipeline": 1, "query": 4})

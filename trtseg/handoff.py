@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 DETECTIONS_TIMEOUT_S = 30.0  # as long as the object-store path waits for a frame's detections
 PUSH_TIMEOUT_S = 30.0  # a frame the pusher has not answered by then is given up (its slot reused)
 RECONNECT_INTERVAL_S = 1.0
+LOG_EVERY = 100  # repeated failures are logged the first and then every 100th time, not each frame
 
 
 # --------------------------------------------------------------------------- messages
@@ -136,6 +138,7 @@ class _Link:
 class HandoffFigures:
     completed: int = 0
     lost: int = 0  # frames the pusher never answered (gone, or too slow)
+    push_errors: int = 0  # frames the pusher answered with an error
     infer_failed: int = 0
     infer_timeouts: int = 0
     rings: int = 0
@@ -167,6 +170,7 @@ class ChannelHandoff:
         self.node_id = node_id
         self.needs_object_store = False
         self.figures = HandoffFigures()
+        self.last_push_error: str | None = None
         self._thresholds = thresholds
         self._detections_timeout_s = detections_timeout_s
         self._push_timeout_s = push_timeout_s
@@ -274,6 +278,8 @@ class ChannelHandoff:
                 "transport": "channel",
                 "channel_completed": self.figures.completed,
                 "channel_lost": self.figures.lost,
+                "channel_push_errors": self.figures.push_errors,
+                "channel_last_push_error": self.last_push_error,
                 "channel_infer_failed": self.figures.infer_failed,
                 "channel_infer_timeouts": self.figures.infer_timeouts,
                 "channel_rings": self.figures.rings,
@@ -453,6 +459,9 @@ class ChannelHandoff:
                     with self._cond:
                         if self._finish_locked(message.seq) is not None:
                             self.figures.completed += 1
+                            if message.error is not None:  # pushed or not, the pusher failed on it
+                                self.figures.push_errors += 1
+                                self.last_push_error = message.error
         except ChannelClosed as error:
             reason = str(error)
         except Exception as error:  # a message we cannot read: drop the connection, reconnect
@@ -534,6 +543,7 @@ def serve_frames(connection: Connection, process: FrameProcessor) -> None:
     is a view of the decoder's slot, valid until this frame is answered.
     """
     rings = MappedSlots()
+    failures = 0
     try:
         for message in _notes(connection, FrameNote, rings):
             latency: float | None = None
@@ -544,7 +554,14 @@ def serve_frames(connection: Connection, process: FrameProcessor) -> None:
                 latency = process(frame, detections, message.infer_failed)
             except Exception as exc:  # one bad frame must not stop the camera's stream
                 error = f"{type(exc).__name__}: {exc}"[:500]
-                logger.exception("frame failed on the pusher channel camera=%s seq=%d", message.camera_id, message.seq)
+                failures += 1
+                if failures == 1 or failures % LOG_EVERY == 0:  # the first, then every 100th: no flood
+                    logger.exception(
+                        "frame failed on the pusher channel camera=%s seq=%d failures=%d",
+                        message.camera_id,
+                        message.seq,
+                        failures,
+                    )
             connection.send(FrameDone(message.seq, latency, error))
     finally:
         rings.close()
@@ -555,26 +572,37 @@ InferSubmitter = Callable[[InferNote, np.ndarray], "Future[Detections]"]
 
 def serve_inference(connection: Connection, submit: InferSubmitter) -> None:
     """The segmenter's side: each note submitted at once (so frames of many cameras batch), answered
-    when its detections are done; ``submit`` returns a future (e.g. from ``run_coroutine_threadsafe``)."""
+    when its detections are done; ``submit`` returns a future (e.g. from ``run_coroutine_threadsafe``).
+
+    Answers are pickled and sent by a thread of this connection's own: a future's callback runs on
+    the segmenter's event loop, which must not wait on one slow decoder's socket.
+    """
     rings = MappedSlots()
+    answers: queue.SimpleQueue[tuple[int, Future[Detections]] | None] = queue.SimpleQueue()
 
-    def reply(seq: int, future: Future[Detections]) -> None:
-        try:
-            blob: bytes | None = pickle.dumps(future.result(), protocol=pickle.HIGHEST_PROTOCOL)
-            error = None
-        except Exception as exc:
-            blob, error = None, f"{type(exc).__name__}: {exc}"[:500]
-        with contextlib.suppress(ChannelClosed):  # the decoder went away; it counts the frame itself
-            connection.send(InferReply(seq, blob, error))
+    def send_answers() -> None:
+        while (answer := answers.get()) is not None:
+            seq, future = answer
+            try:
+                blob: bytes | None = pickle.dumps(future.result(), protocol=pickle.HIGHEST_PROTOCOL)
+                error = None
+            except Exception as exc:
+                blob, error = None, f"{type(exc).__name__}: {exc}"[:500]
+            try:
+                connection.send(InferReply(seq, blob, error))
+            except ChannelClosed:
+                return  # the decoder went away; it counts its frames itself
 
+    sender = threading.Thread(target=send_answers, name="segment-answers", daemon=True)
+    sender.start()
     try:
         for message in _notes(connection, InferNote, rings):
-            seq = message.seq
             try:
                 future = submit(message, rings.view(message.ring_id, message.slot))
             except Exception as exc:
-                connection.send(InferReply(seq, None, f"{type(exc).__name__}: {exc}"[:500]))
-                continue
-            future.add_done_callback(lambda done, seq=seq: reply(seq, done))
+                future = Future()
+                future.set_exception(exc)
+            future.add_done_callback(lambda done, seq=message.seq: answers.put((seq, done)))
     finally:
+        answers.put(None)
         rings.close()

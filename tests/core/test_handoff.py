@@ -26,14 +26,17 @@ NODE = "node-a"
 class FakePusher:
     """The pusher's side as the actor runs it: ``serve_frames`` on a listener, frames recorded."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, fail_on: set[int] | None = None) -> None:
         self.address = new_address("pusher", "test")
         self.frames: list[tuple[int, int, float | None, bool]] = []  # seq, grey value, score, infer_failed
         self.delay_s = delay_s
+        self.fail_on = fail_on or set()
         self.listener = Listener(self.address, lambda c: serve_frames(c, self.process), name="pusher")
 
     def process(self, frame: Frame, detections: Detections | None, failed: bool) -> float:
         time.sleep(self.delay_s)
+        if frame.seq in self.fail_on:
+            raise RuntimeError(f"encoder refused frame {frame.seq}")
         score = float(detections.scores[0]) if detections is not None and len(detections) else None
         self.frames.append((frame.seq, int(frame.image[0, 0, 0]), score, failed))
         return 1.0
@@ -227,5 +230,16 @@ def test_an_endpoint_on_another_node_asks_for_the_object_store() -> None:
     assert not handoff.submit(_frame(0, infer=False), slots_wanted=3)
     assert handoff.needs_object_store
     assert "node-b" in handoff.stats()["channel_pusher"]["last_error"]
+    handoff.close()
+    pusher.listener.close()
+
+
+def test_a_frame_the_pusher_fails_on_is_counted_and_the_stream_goes_on() -> None:
+    pusher = FakePusher(fail_on={1})
+    handoff = ChannelHandoff("cam", pusher.endpoint, None, NODE)
+    _run(handoff, [_frame(i, infer=False) for i in range(4)])
+    assert [f[0] for f in pusher.frames] == [0, 2, 3]
+    assert handoff.figures.completed == 4 and handoff.figures.push_errors == 1
+    assert "encoder refused frame 1" in (handoff.stats()["channel_last_push_error"] or "")
     handoff.close()
     pusher.listener.close()
