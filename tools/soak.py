@@ -168,6 +168,7 @@ def build_config(
             "batch_size": 4,
             "max_wait_ms": 10,
             "intra_op_threads": 1,
+            "warmup_frame": [272, 480],  # the clips' size (make_clip): memory at its plateau before frames come
         },
         "pusher": {
             "hls_dir": str(workdir / "hls"),

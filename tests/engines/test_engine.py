@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engines.base import EngineError, available_backends
-from engines.engine import PROJECT_ROOT, SegmentationEngine, resolve_model_path
+from engines.engine import PROJECT_ROOT, SegmentationEngine, dynamic_warmup_sizes, resolve_model_path
 from engines.onnxruntime_backend import provider_options
 from tests.engines.onnx_builders import tiny_seg_model
 from trtseg.config import EngineConfig
@@ -192,8 +192,10 @@ def test_spinning_is_off_unless_configured(dynamic_model: Path):
 
 
 def test_warmup_runs_each_planned_batch_size_on_blank_frames(dynamic_model: Path):
+    engine = engine_for(dynamic_model, batch_size=3)
+    # ONNX Runtime plans no sizes: up, down and the largest again, so its arena is at its plateau
+    assert engine.warmup((360, 640)) == [1, 2, 3, 3, 2, 1, 3]
     engine = engine_for(dynamic_model, batch_size=8)
-    assert engine.warmup((360, 640)) == [1]  # ONNX Runtime plans no sizes: one frame
     engine.backend.batch_sizes = [1, 2, 4, 16]  # as the 'cuda' backend plans its CUDA graphs
     shapes: list[tuple[int, ...]] = []
     real_infer = engine.backend.infer
@@ -201,6 +203,12 @@ def test_warmup_runs_each_planned_batch_size_on_blank_frames(dynamic_model: Path
     assert engine.warmup((360, 640)) == [1, 2, 4]  # 16 is past the engine's largest batch
     assert [s[0] for s in shapes] == [1, 2, 4] and all(s[2:] == (384, 640) for s in shapes)
     assert engine.total_timings.frames == 0  # warm-up is not counted as work
+
+
+def test_dynamic_warmup_sweeps_small_batches_fully_and_large_ones_by_powers_of_two():
+    assert dynamic_warmup_sizes(1) == [1, 1, 1]
+    assert dynamic_warmup_sizes(4) == [1, 2, 3, 4, 4, 3, 2, 1, 4]
+    assert dynamic_warmup_sizes(24) == [1, 2, 4, 8, 16, 24, 24, 16, 8, 4, 2, 1, 24]
 
 
 def test_warmup_frame_is_validated():
