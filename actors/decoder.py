@@ -43,6 +43,12 @@ WAIT_TIMEOUT_S = 1.0
 PUSHER_WAIT_S = 0.05
 
 
+def _add_channel_figures(figures: dict[str, int], handoff: ChannelHandoff) -> None:
+    """The channel's answered and failed frames in the decoder's own counters."""
+    figures["completed"] += handoff.figures.completed
+    figures["pipeline_errors"] += handoff.figures.lost + handoff.figures.push_errors
+
+
 @ray.remote
 class DecoderActor:
     """Decodes one camera and drives its frames through segmenter and pusher."""
@@ -100,8 +106,7 @@ class DecoderActor:
         channel: dict[str, Any] = {"transport": "object_store"}
         if handoff is not None:
             channel = handoff.stats()
-            figures["completed"] += handoff.figures.completed
-            figures["pipeline_errors"] += handoff.figures.lost + handoff.figures.push_errors
+            _add_channel_figures(figures, handoff)
         return {
             **decoder,
             **figures,
@@ -174,8 +179,8 @@ class DecoderActor:
             handoff.wait_room(self._limit, WAIT_TIMEOUT_S)
             return
         frame = self.decoder.latest(timeout_s=TAKE_TIMEOUT_S)
-        handoff.expire()
         if frame is None:
+            handoff.expire()  # no frame to submit (submit expires what is overdue itself)
             return
         self._stamp(frame)
         if handoff.submit(frame, slots_wanted=self._limit + 1):
@@ -192,8 +197,7 @@ class DecoderActor:
             self.camera.id,
             links["channel_pusher"]["last_error"] or links["channel_segmenter"]["last_error"],
         )
-        self._figures["completed"] += handoff.figures.completed
-        self._figures["pipeline_errors"] += handoff.figures.lost + handoff.figures.push_errors
+        _add_channel_figures(self._figures, handoff)
         self._handoff = None
         handoff.close()
 
