@@ -19,6 +19,7 @@ counted as drops) instead of a queue growing, so the output stays real time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -26,12 +27,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 
 from actors.common import EndpointPoll, identity, limit_cv_threads
-from trtseg.channel import channel_available
+from engines.gpu.memory import CudaPageLocker
+from trtseg.channel import PageLocker, channel_available
 from trtseg.config import CameraConfig
-from trtseg.decode_nvdec import NvdecUnavailable, make_decoder
+from trtseg.decode import CameraDecoder
+from trtseg.decode_nvdec import NvdecCameraDecoder, NvdecUnavailable, make_decoder
 from trtseg.handoff import ChannelHandoff
 from trtseg.metrics import CameraMetrics
 from trtseg.pipeline import frames_in_flight_limit
@@ -41,6 +45,17 @@ logger = logging.getLogger(__name__)
 TAKE_TIMEOUT_S = 0.5
 WAIT_TIMEOUT_S = 1.0
 PUSHER_WAIT_S = 0.05
+
+
+def _page_locker(decoder: CameraDecoder) -> PageLocker | None:
+    """NVDEC frames are downloaded into the channel's ring: page-lock it so that is DMA (CUDA)."""
+    if not isinstance(decoder, NvdecCameraDecoder):
+        return None
+    try:
+        import cupy
+    except ImportError:  # the decoder fails with the fix in its stats; the ring needs no locker
+        return None
+    return CudaPageLocker(cupy, decoder.gpu_id)
 
 
 def _add_channel_figures(figures: dict[str, int], handoff: ChannelHandoff) -> None:
@@ -75,11 +90,13 @@ class DecoderActor:
         self._last_error: str | None = None
         self._reported = {"drops": 0, "frames": 0}
         self._stop = threading.Event()
+        # The segmenter and the pusher read frames in host memory, by either route: NVDEC frames are
+        # downloaded by the decoder (object store) or straight into the channel's page-locked ring.
+        self.decoder = make_decoder(camera, file_dir=file_dir, host_frames=True)
         self._handoff: ChannelHandoff | None = None
         if transport == "auto" and channel_available():
             self._handoff = self._new_handoff()
-        # The segmenter and the pusher read frames in host memory, by either route.
-        self.decoder = make_decoder(camera, file_dir=file_dir, host_frames=True)
+            self.decoder.host_frames = not isinstance(self.decoder, NvdecCameraDecoder)
         try:
             self.decoder.start()
         except NvdecUnavailable as error:  # the camera stays, 'failed' with the fix in its stats
@@ -142,6 +159,7 @@ class DecoderActor:
             EndpointPoll(self._segmenter) if self._segmenter is not None else None,
             self._identity["node_id"],
             thresholds=(camera.confidence, camera.iou, classes),
+            locker=_page_locker(self.decoder),
         )
 
     def _drive(self) -> None:
@@ -198,6 +216,7 @@ class DecoderActor:
             links["channel_pusher"]["last_error"] or links["channel_segmenter"]["last_error"],
         )
         _add_channel_figures(self._figures, handoff)
+        self.decoder.host_frames = True
         self._handoff = None
         handoff.close()
 
@@ -209,6 +228,8 @@ class DecoderActor:
 
     def _submit(self, frame: Any) -> None:
         self._stamp(frame)
+        if not isinstance(frame.image, np.ndarray):  # a GPU frame taken as the camera left the channel
+            frame = dataclasses.replace(frame, image=frame.image.get())
         frame_ref = ray.put(frame)
         detections = None
         if frame.infer and self._segmenter is not None:

@@ -20,9 +20,10 @@ import numpy as np
 import ray
 
 from actors.common import identity
+from engines.gpu.memory import CudaPageLocker, GpuContext
 from engines.gpu.pipeline import create_engine
 from trtseg.batching import Batcher
-from trtseg.channel import Listener, channel_available, new_address
+from trtseg.channel import Listener, PageLocker, channel_available, new_address
 from trtseg.config import EngineConfig
 from trtseg.detections import Detections
 from trtseg.frames import Frame
@@ -33,6 +34,14 @@ from trtseg.pipeline import InferRequest, infer_grouped
 logger = logging.getLogger(__name__)
 
 MAX_CONCURRENCY = 1000
+
+
+def _page_locker(engine: Any) -> PageLocker | None:
+    """A GPU engine uploads ring pictures: page-locked rings make that DMA with no host copy."""
+    context = getattr(engine.backend, "context", None)
+    if not isinstance(context, GpuContext):
+        return None
+    return CudaPageLocker(context.cp, context.index)
 
 
 @ray.remote
@@ -76,8 +85,11 @@ class SegmenterActor:
         """Where decoders send inference notes over the channel (started on the first ask)."""
         if self._listener is None and channel_available():
             self._loop = asyncio.get_running_loop()
+            locker = _page_locker(self.engine)
             self._listener = Listener(
-                new_address("segmenter", self.key), lambda c: serve_inference(c, self._from_channel), name="segment"
+                new_address("segmenter", self.key),
+                lambda c: serve_inference(c, self._from_channel, locker),
+                name="segment",
             )
         return Endpoint(self._listener.address if self._listener else "", self._identity["node_id"])
 

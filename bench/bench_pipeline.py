@@ -161,6 +161,7 @@ def build_config(args: argparse.Namespace, workdir: Path, clip_dir: Path, namesp
             hls_dir=workdir / "hls",
             preset=args.preset,
             **({"threads": args.x264_threads} if args.x264_threads is not None else {}),
+            **({"encoder_nice": args.encoder_nice} if args.encoder_nice is not None else {}),
         ),
         sink=SinkConfig(
             database_url=f"sqlite:///{workdir / 'events.db'}",
@@ -455,6 +456,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "push": args.push,
             "preset": args.preset,
             "x264_threads": args.x264_threads,
+            "encoder_nice": args.encoder_nice,
             "decoder": args.decoder,
             "transport": args.transport,
             "segmenters_per_gpu": args.segmenters_per_gpu,
@@ -534,6 +536,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--segmenters-per-gpu", type=int, default=1, help="segmentation actors per GPU")
     parser.add_argument("--x264-threads", type=int, default=None, help="x264 threads per pusher; default: the config's")
+    parser.add_argument(
+        "--encoder-nice", type=int, default=None, help="niceness of the FFmpeg encoders; default: the config's"
+    )
     parser.add_argument(
         "--p99-limit-ms",
         type=float,

@@ -29,7 +29,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -61,6 +61,30 @@ def printable(address: str) -> str:
 
 
 # --------------------------------------------------------------------------- shared frames
+class PageLocker(Protocol):
+    """Registers host memory with a GPU driver (page-locked), so copies to and from the GPU are DMA.
+
+    A process that moves ring pictures over PCIe (the NVDEC decoder writing them, a GPU segmenter
+    reading them) registers each ring once: without it every 720p picture took a 2.7 MB copy
+    through a staging buffer on the CPU (0.25-0.35 ms, measured in docs/BENCHMARKS.md).
+    """
+
+    def register(self, memory: np.ndarray) -> bool:
+        """Page-lock ``memory`` (a whole ring); False when the driver refused (copies stay staged)."""
+        ...
+
+    def unregister(self, memory: np.ndarray) -> None: ...
+
+
+class DeviceImage(Protocol):
+    """A picture in GPU memory (a CuPy array) that downloads itself into a host array."""
+
+    shape: tuple[int, ...]
+    dtype: Any
+
+    def get(self, stream: Any = None, order: str = "C", out: np.ndarray | None = None) -> np.ndarray: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RingInfo:
     """What a reader needs to map a ring: its id, the picture shape and dtype, and the slot count."""
@@ -76,20 +100,29 @@ class RingInfo:
 
 
 class _Mapping:
-    """An mmap of a ring's memory with a NumPy view per slot."""
+    """An mmap of a ring's memory with a NumPy view per slot, page-locked when a locker is given."""
 
-    def __init__(self, fd: int, info: RingInfo) -> None:
+    def __init__(self, fd: int, info: RingInfo, locker: PageLocker | None = None) -> None:
         self.info = info
         size = info.slot_bytes * info.slots
         self._mmap = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        whole = np.frombuffer(self._mmap, dtype=np.uint8, count=size)
+        self._whole: np.ndarray | None = np.frombuffer(self._mmap, dtype=np.uint8, count=size)
         self.views = [
-            whole[i * info.slot_bytes : (i + 1) * info.slot_bytes].view(info.dtype).reshape(info.shape)
+            self._whole[i * info.slot_bytes : (i + 1) * info.slot_bytes].view(info.dtype).reshape(info.shape)
             for i in range(info.slots)
         ]
+        self._locker = locker if locker is not None and locker.register(self._whole) else None
+
+    @property
+    def page_locked(self) -> bool:
+        return self._locker is not None
 
     def close(self) -> None:
+        if self._locker is not None and self._whole is not None:
+            self._locker.unregister(self._whole)
+            self._locker = None
         self.views = []
+        self._whole = None
         with contextlib.suppress(BufferError):  # a view still held elsewhere: the GC unmaps it later
             self._mmap.close()
 
@@ -99,28 +132,42 @@ class FrameSlots:
 
     The memory has no name (``memfd_create``): nothing is left behind when the process dies, and
     readers get it only through ``fd`` passed over a ``Connection``. The writer decides which slot
-    is free; the channel itself does no locking.
+    is free; the channel itself does no locking. With a ``locker`` (a writer whose pictures come
+    from the GPU) the ring is page-locked and a GPU picture is downloaded straight into its slot.
     """
 
-    def __init__(self, shape: tuple[int, ...], slots: int, dtype: np.dtype | type = np.uint8) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        slots: int,
+        dtype: np.dtype | type = np.uint8,
+        locker: PageLocker | None = None,
+    ) -> None:
         if slots < 1:
             raise ValueError(f"a ring needs at least one slot, got {slots}")
         self.info = RingInfo(uuid.uuid4().hex[:12], tuple(int(s) for s in shape), np.dtype(dtype).str, slots)
         self.fd = os.memfd_create(f"trtseg-{self.info.ring_id}", os.MFD_CLOEXEC)
         try:
             os.ftruncate(self.fd, self.info.slot_bytes * slots)
-            self._mapping = _Mapping(self.fd, self.info)
+            self._mapping = _Mapping(self.fd, self.info, locker)
         except Exception:
             os.close(self.fd)
             raise
 
-    def fits(self, image: np.ndarray) -> bool:
-        return image.shape == self.info.shape and image.dtype == np.dtype(self.info.dtype)
+    @property
+    def page_locked(self) -> bool:
+        return self._mapping.page_locked
 
-    def write(self, index: int, image: np.ndarray) -> np.ndarray:
-        """Copy ``image`` into slot ``index``; returns the slot's view."""
+    def fits(self, image: np.ndarray | DeviceImage) -> bool:
+        return tuple(image.shape) == self.info.shape and np.dtype(image.dtype) == np.dtype(self.info.dtype)
+
+    def write(self, index: int, image: np.ndarray | DeviceImage) -> np.ndarray:
+        """Copy ``image`` (host, or GPU: downloaded) into slot ``index``; returns the slot's view."""
         view = self._mapping.views[index]
-        np.copyto(view, image)
+        if isinstance(image, np.ndarray):
+            np.copyto(view, image)
+        else:
+            image.get(out=view)  # DMA when the ring is page-locked, else a staged copy
         return view
 
     def view(self, index: int) -> np.ndarray:
@@ -136,16 +183,17 @@ class MappedSlots:
     """A reader's rings, by id: mapped from the fds that came over its connection.
 
     Keeps the newest ``keep`` rings (a resolution change makes a new ring while frames of the old
-    one may still be in flight).
+    one may still be in flight). A reader that uploads pictures to a GPU passes a ``locker``.
     """
 
-    def __init__(self, keep: int = 2) -> None:
+    def __init__(self, keep: int = 2, locker: PageLocker | None = None) -> None:
         self._rings: dict[str, _Mapping] = {}
         self._keep = keep
+        self._locker = locker
 
     def add(self, info: RingInfo, fd: int) -> None:
         try:
-            self._rings[info.ring_id] = _Mapping(fd, info)
+            self._rings[info.ring_id] = _Mapping(fd, info, self._locker)
         finally:
             os.close(fd)  # the mapping holds the memory; the descriptor is not needed any more
         while len(self._rings) > self._keep:
@@ -157,6 +205,10 @@ class MappedSlots:
         if mapping is None:
             raise KeyError(f"ring {ring_id} was never announced on this connection")
         return mapping.views[index]
+
+    def page_locked(self, ring_id: str) -> bool:
+        mapping = self._rings.get(ring_id)
+        return mapping is not None and mapping.page_locked
 
     def close(self) -> None:
         for mapping in self._rings.values():

@@ -170,7 +170,7 @@ class CameraDecoder:
             "reconnects": self._reconnects,
             "failures": self._failures,
             "loops": self._loops,
-            "loop_gap_s": round(self._loop_gap_s, 3),
+            "loop_gap_s": round(self._loop_gap_so_far(), 3),
             "ended": self._ended,
             "last_error": self._last_error,
             "width": self._width,
@@ -319,6 +319,18 @@ class CameraDecoder:
         if due > now and self._stop.wait(due - now):
             raise _Stop
         return origin
+
+    def _loop_gap_so_far(self) -> float:
+        """Time spent reopening a looping file, a reopen under way included up to now.
+
+        Counted from the last frame of a pass, beyond one frame step (as ``_deliver`` closes it):
+        a window read in the middle of a reopen (NVDEC takes 0.3-0.4 s to close a session) would
+        otherwise expect frames of that time, and the next read would hold the whole gap.
+        """
+        gap, looped_at = self._loop_gap_s, self._looped_at
+        if looped_at is not None:
+            gap += max(0.0, time.monotonic() - looped_at - self._frame_step)
+        return gap
 
     def _deliver(self, video_frame: av.VideoFrame, pts: float) -> None:
         image: np.ndarray = video_frame.to_ndarray(format="bgr24")

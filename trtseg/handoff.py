@@ -13,6 +13,7 @@ as inference failures), a pusher that is gone into frames counted as lost until 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import pickle
 import queue
@@ -26,7 +27,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from trtseg.channel import ChannelClosed, Connection, FrameSlots, MappedSlots, RingInfo, printable
+from trtseg.channel import (
+    ChannelClosed,
+    Connection,
+    DeviceImage,
+    FrameSlots,
+    MappedSlots,
+    PageLocker,
+    RingInfo,
+    printable,
+)
 from trtseg.detections import Detections
 from trtseg.frames import Frame
 
@@ -152,6 +162,7 @@ class ChannelHandoff:
     may be None (no inference).
     ``thresholds``: the camera's (conf, iou, classes) sent with every inference note.
     ``node_id``: this process's node; an endpoint on another node sets ``needs_object_store``.
+    ``locker``: page-locks the rings (frames decoded on the GPU are downloaded straight into them).
     Calls come from the decoder's driver thread; replies are read on one thread per connection.
     """
 
@@ -165,8 +176,10 @@ class ChannelHandoff:
         detections_timeout_s: float = DETECTIONS_TIMEOUT_S,
         push_timeout_s: float = PUSH_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        locker: PageLocker | None = None,
     ) -> None:
         self.camera_id = camera_id
+        self._locker = locker
         self.node_id = node_id
         self.needs_object_store = False
         self.figures = HandoffFigures()
@@ -225,7 +238,8 @@ class ChannelHandoff:
             if not self._free:
                 raise RuntimeError("no free slot: call has_room/wait_room first")
             slot = self._free.pop()
-            ring.write(slot, frame.image)
+            # From here on the frame is its slot: a GPU picture's device memory goes back at once.
+            frame = dataclasses.replace(frame, image=ring.write(slot, frame.image))
             entry = _Entry(frame, ring, slot, "ready", self._clock())
             self._ring_users[ring.info.ring_id] = self._ring_users.get(ring.info.ring_id, 0) + 1
             self._entries[frame.seq] = entry
@@ -283,6 +297,7 @@ class ChannelHandoff:
                 "channel_infer_failed": self.figures.infer_failed,
                 "channel_infer_timeouts": self.figures.infer_timeouts,
                 "channel_rings": self.figures.rings,
+                "channel_ring_page_locked": self._ring.page_locked if self._ring is not None else None,
                 "channel_states": states,
                 "channel_pusher": self._link_stats(self._pusher),
                 "channel_segmenter": self._link_stats(self._segmenter),
@@ -362,14 +377,14 @@ class ChannelHandoff:
             "channel connected camera=%s to=%s address=%s", self.camera_id, link.name, printable(endpoint.address)
         )
 
-    def _ring_for(self, image: np.ndarray, slots_wanted: int) -> FrameSlots:
+    def _ring_for(self, image: np.ndarray | DeviceImage, slots_wanted: int) -> FrameSlots:
         ring = self._ring
         if ring is not None and ring.fits(image):
             return ring
         if ring is not None:  # a new picture size: the old ring stays until its frames are answered
             self._retired[ring.info.ring_id] = ring
             self._close_retired_locked()
-        ring = FrameSlots(image.shape, max(slots_wanted, 1), image.dtype)
+        ring = FrameSlots(tuple(image.shape), max(slots_wanted, 1), image.dtype, locker=self._locker)
         self._ring, self._free = ring, list(range(ring.info.slots - 1, -1, -1))
         self.figures.rings += 1
         for link in (self._pusher, self._segmenter):
@@ -570,14 +585,15 @@ def serve_frames(connection: Connection, process: FrameProcessor) -> None:
 InferSubmitter = Callable[[InferNote, np.ndarray], "Future[Detections]"]
 
 
-def serve_inference(connection: Connection, submit: InferSubmitter) -> None:
+def serve_inference(connection: Connection, submit: InferSubmitter, locker: PageLocker | None = None) -> None:
     """The segmenter's side: each note submitted at once (so frames of many cameras batch), answered
     when its detections are done; ``submit`` returns a future (e.g. from ``run_coroutine_threadsafe``).
 
     Answers are pickled and sent by a thread of this connection's own: a future's callback runs on
-    the segmenter's event loop, which must not wait on one slow decoder's socket.
+    the segmenter's event loop, which must not wait on one slow decoder's socket. A GPU segmenter
+    passes a ``locker``: its rings are page-locked, so pictures are uploaded without a host copy.
     """
-    rings = MappedSlots()
+    rings = MappedSlots(locker=locker)
     answers: queue.SimpleQueue[tuple[int, Future[Detections]] | None] = queue.SimpleQueue()
 
     def send_answers() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import threading
 import time
@@ -270,6 +271,7 @@ class StreamPusher:
         except OSError as exc:
             self._schedule_restart(f"cannot start {self.pusher.ffmpeg}: {exc}")
             return False
+        self._lower_priority(proc.pid)
         self._proc, self._proc_size, self._proc_started = proc, self._size, time.monotonic()
         self._origin, self._last_pts, self._last_wire = None, None, None
         self._stderr_tail.clear()
@@ -287,6 +289,17 @@ class StreamPusher:
             proc.pid,
         )
         return True
+
+    def _lower_priority(self, pid: int) -> None:
+        """Renice the encoder (``PusherConfig.encoder_nice``): set from here, as ``preexec_fn`` is not
+        safe in a process with threads; the encoder's first milliseconds run at the pusher's priority."""
+        nice = self.pusher.encoder_nice
+        if nice <= 0:
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+        except OSError as error:  # the encoder runs at the pusher's priority; nothing else changes
+            logger.warning("cannot lower the encoder's priority camera=%s error=%s", self.camera.id, error)
 
     def _read_stderr(self, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):

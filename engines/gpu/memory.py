@@ -59,6 +59,49 @@ def _round_up(nbytes: int, quantum: int = 1 << 20) -> int:
     return max(quantum, (nbytes + quantum - 1) // quantum * quantum)
 
 
+HOST_REGISTER_PORTABLE = 0x01  # cudaHostRegisterPortable: page-locked for every CUDA context
+
+
+class CudaPageLocker:
+    """``trtseg.channel.PageLocker`` through CUDA: ``cudaHostRegister`` of a frame ring's memory.
+
+    Registered memory is DMA'd directly (``GpuContext.is_pinned`` answers True for it), so a
+    picture in a ring goes to or from the GPU without the CPU copying it through a staging buffer.
+    A refusal (no GPU, driver limits) is logged once and the ring keeps working unregistered.
+    """
+
+    def __init__(self, cp: Any, device_id: int = 0) -> None:
+        self.cp = cp
+        self.device_id = device_id
+        self._refusals = 0
+
+    def register(self, memory: np.ndarray) -> bool:
+        if memory.nbytes == 0:
+            return False
+        try:
+            with self.cp.cuda.Device(self.device_id):
+                self.cp.cuda.runtime.hostRegister(memory.ctypes.data, memory.nbytes, HOST_REGISTER_PORTABLE)
+        except Exception as error:
+            self._refusals += 1
+            if self._refusals == 1:
+                logger.warning(
+                    "frame ring not page-locked, copies go through a staging buffer gpu=%d bytes=%d error=%s",
+                    self.device_id,
+                    memory.nbytes,
+                    error,
+                )
+            return False
+        return True
+
+    def unregister(self, memory: np.ndarray) -> None:
+        try:
+            with self.cp.cuda.Device(self.device_id):
+                self.cp.cuda.runtime.deviceSynchronize()  # no copy may still read or write the ring
+                self.cp.cuda.runtime.hostUnregister(memory.ctypes.data)
+        except Exception as error:  # the process is going away or the ring was never registered
+            logger.debug("frame ring unregister failed gpu=%d error=%s", self.device_id, error)
+
+
 class GpuContext:
     """One CUDA device and one non-blocking stream, with named reusable buffers.
 

@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 
+from tests.core.gpu_doubles import DeviceImage, RecordingLocker
 from trtseg.channel import (
     ChannelClosed,
     Connection,
@@ -74,6 +75,47 @@ def test_a_reader_keeps_only_its_newest_rings() -> None:
     rings.close()
     for ring in made:
         ring.close()
+
+
+def test_rings_are_page_locked_whole_once_and_released_on_close() -> None:
+    locker = RecordingLocker()
+    ring = FrameSlots((4, 6, 3), slots=3, locker=locker)
+    assert ring.page_locked and len(locker.registered) == 1
+    start, nbytes = locker.registered[0]
+    assert nbytes == 3 * 4 * 6 * 3 and start == ring.view(0).ctypes.data  # the whole ring, one call
+    reader_locker = RecordingLocker()
+    rings = MappedSlots(locker=reader_locker)
+    rings.add(ring.info, os.dup(ring.fd))
+    assert rings.page_locked(ring.info.ring_id) and reader_locker.registered[0][1] == nbytes
+    assert not rings.page_locked("elsewhere")
+    rings.close()
+    ring.close()
+    assert reader_locker.unregistered == [reader_locker.registered[0][0]]
+    assert locker.unregistered == [start]
+
+
+def test_a_refused_registration_leaves_a_working_ring() -> None:
+    locker = RecordingLocker(accept=False)
+    ring = FrameSlots((2, 3), slots=2, locker=locker)
+    assert not ring.page_locked
+    picture = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    np.testing.assert_array_equal(ring.write(0, picture), picture)
+    ring.close()
+    assert locker.unregistered == []  # nothing registered, nothing to release
+    plain = FrameSlots((2, 3), slots=1)
+    assert not plain.page_locked
+    plain.close()
+
+
+def test_a_device_picture_is_downloaded_into_its_slot() -> None:
+    ring = FrameSlots((4, 6, 3), slots=2, locker=RecordingLocker())
+    picture = np.random.default_rng(1).integers(0, 255, (4, 6, 3), dtype=np.uint8)
+    device = DeviceImage(picture)
+    assert ring.fits(device) and not ring.fits(DeviceImage(picture[:2]))
+    view = ring.write(1, device)
+    assert device.downloads == 1 and view.ctypes.data == ring.view(1).ctypes.data
+    np.testing.assert_array_equal(ring.view(1), picture)
+    ring.close()
 
 
 def test_the_other_end_closing_ends_recv() -> None:

@@ -6,6 +6,7 @@ of one box, so each test can tell that detections went with the frame they were 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from tests.core.gpu_doubles import DeviceImage, RecordingLocker
 from trtseg.channel import Listener, channel_available, new_address
 from trtseg.detections import Detections
 from trtseg.frames import Frame
@@ -46,13 +48,15 @@ class FakePusher:
 
 
 class FakeSegmenter:
-    def __init__(self, delay_s: float = 0.0, fail_on: set[int] | None = None) -> None:
+    def __init__(
+        self, delay_s: float = 0.0, fail_on: set[int] | None = None, locker: RecordingLocker | None = None
+    ) -> None:
         self.address = new_address("segmenter", "test")
         self.delay_s = delay_s
         self.fail_on = fail_on or set()
         self.seen: list[InferNote] = []
         self.pool = ThreadPoolExecutor(4)
-        self.listener = Listener(self.address, lambda c: serve_inference(c, self.submit), name="segmenter")
+        self.listener = Listener(self.address, lambda c: serve_inference(c, self.submit, locker), name="segmenter")
 
     def submit(self, note: InferNote, image: np.ndarray) -> Future[Detections]:
         self.seen.append(note)
@@ -117,6 +121,24 @@ def test_frames_reach_the_pusher_in_order_with_their_own_detections() -> None:
     handoff.close()
     segmenter.close()
     pusher.listener.close()
+
+
+def test_gpu_pictures_go_straight_into_page_locked_slots() -> None:
+    """NVDEC frames: each downloaded once, into its slot of a ring the decoder and segmenter page-lock."""
+    reader_locker, locker = RecordingLocker(), RecordingLocker()
+    pusher, segmenter = FakePusher(), FakeSegmenter(locker=reader_locker)
+    handoff = ChannelHandoff("cam", pusher.endpoint, segmenter.endpoint, NODE, locker=locker)
+    frames = [dataclasses.replace(f, image=DeviceImage(f.image)) for f in (_frame(i) for i in range(12))]
+    _run(handoff, frames)
+    assert [(seq, grey, score) for seq, grey, score, _ in pusher.frames] == [(i, i, i) for i in range(12)]
+    assert all(frame.image.downloads == 1 for frame in frames)
+    assert handoff.stats()["channel_ring_page_locked"] is True
+    assert len(locker.registered) == 1 and len(reader_locker.registered) == 1
+    handoff.close()
+    segmenter.close()
+    pusher.listener.close()
+    assert locker.unregistered == [locker.registered[0][0]]
+    _wait(lambda: reader_locker.unregistered == [reader_locker.registered[0][0]])
 
 
 def test_in_flight_stays_within_the_limit_and_slots_are_reused() -> None:

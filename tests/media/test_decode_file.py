@@ -85,6 +85,30 @@ def test_file_ends_without_loop(small_clip: Path, media_dir: Path) -> None:
     assert stats["reconnects"] == 0
 
 
+class _Picture:
+    """What ``_deliver`` takes of a decoded frame: its picture."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image = image
+
+    def to_ndarray(self, format: str = "bgr24") -> np.ndarray:
+        return self.image
+
+
+def test_a_reopen_under_way_counts_in_the_loop_gap(sample_clip: Path, media_dir: Path) -> None:
+    """A window read while the file is reopening is not charged the frames of that time."""
+    decoder = CameraDecoder(_camera(sample_clip.name, loop=True), file_dir=media_dir)  # not started
+    decoder._frame_step = 0.04
+    decoder._looped_at = time.monotonic() - 0.5  # the last frame of a pass came 0.5 s ago
+    during = decoder.stats()["loop_gap_s"]
+    assert 0.45 <= during < 0.6
+    decoder._deliver(_Picture(np.zeros((4, 4, 3), np.uint8)), 0.0)  # the first frame of the next pass
+    after = decoder.stats()["loop_gap_s"]
+    assert during <= after < during + 0.1  # the reopen closed: the counter kept what it had shown
+    time.sleep(0.05)
+    assert decoder.stats()["loop_gap_s"] == after  # and stops growing with frames flowing
+
+
 @pytest.mark.slow
 def test_file_loops_with_monotonic_pts(small_clip: Path, media_dir: Path) -> None:
     decoder = CameraDecoder(_camera(small_clip.name, loop=True), file_dir=media_dir).start()

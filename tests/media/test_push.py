@@ -115,6 +115,19 @@ def test_a_late_first_frame_does_not_hold_back_the_rest(tmp_path: Path) -> None:
     assert stats["frames_written"] >= 0.95 * pushed, stats
 
 
+def test_the_encoder_runs_below_the_pusher_priority(tmp_path: Path) -> None:
+    """Encoders queue and catch up, decoders have deadlines: x264 gives way on a busy node."""
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    for nice, expected in ((7, min(19, own + 7)), (0, own)):
+        camera = CameraConfig(id=f"nice{nice}", source="rtsp://h/x", push="hls")
+        pusher = StreamPusher(camera, _pusher_config(tmp_path, encoder_nice=nice), (64, 48), 25)
+        try:
+            assert wait_until(lambda p=pusher: p.stats()["pid"] is not None, 10.0)
+            assert os.getpriority(os.PRIO_PROCESS, pusher.stats()["pid"]) == expected
+        finally:
+            pusher.close()
+
+
 def test_push_rejects_bad_frames(tmp_path: Path) -> None:
     camera = CameraConfig(id="none1", source="rtsp://h/x", push="none")
     pusher = StreamPusher(camera, _pusher_config(tmp_path), (64, 64), 25)

@@ -19,6 +19,15 @@ class PusherConfig(Section):
     bitrate_kbps: int = Field(default=2500, ge=100, le=50000, description="Target video bitrate.")
     gop_s: float = Field(default=1.0, gt=0, le=10, description="Keyframe interval in seconds (HLS segment unit).")
     threads: int = Field(default=2, ge=0, le=64, description="x264 threads per camera; 0 lets x264 decide.")
+    encoder_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the FFmpeg encoders. An encoder has a queue of frames and "
+        "catches up; decoders, the channel and the segmenters have deadlines. On a busy node the kernel "
+        "then runs those first (a waking decoder preempts x264) instead of sharing each core evenly; "
+        "encoders still get every cycle the rest leaves. 0 keeps the pusher's own priority.",
+    )
     hls_dir: Path = Field(default=Path("var/hls"), description="Where HLS playlists and segments are written.")
     hls_segment_s: float = Field(default=2.0, gt=0, le=30, description="HLS segment duration.")
     hls_list_size: int = Field(default=6, ge=2, le=100, description="Segments kept in the live playlist.")
