@@ -96,7 +96,8 @@ class DecoderActor:
         self._handoff: ChannelHandoff | None = None
         if transport == "auto" and channel_available():
             self._handoff = self._new_handoff()
-            self.decoder.host_frames = not isinstance(self.decoder, NvdecCameraDecoder)
+            if isinstance(self.decoder, NvdecCameraDecoder):
+                self.decoder.host_frames = False  # the channel downloads into its page-locked ring
         try:
             self.decoder.start()
         except NvdecUnavailable as error:  # the camera stays, 'failed' with the fix in its stats
@@ -216,7 +217,8 @@ class DecoderActor:
             links["channel_pusher"]["last_error"] or links["channel_segmenter"]["last_error"],
         )
         _add_channel_figures(self._figures, handoff)
-        self.decoder.host_frames = True
+        if isinstance(self.decoder, NvdecCameraDecoder):
+            self.decoder.host_frames = True
         self._handoff = None
         handoff.close()
 

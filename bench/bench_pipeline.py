@@ -595,6 +595,16 @@ def _rate(inference_fps: float | None) -> str:
     return f"inference at {inference_fps:g} fps per camera" if inference_fps else "inference on every frame"
 
 
+def _niceness(settings: dict[str, Any]) -> str:
+    """The encoders' niceness for the settings line (reports from before the setting say nothing)."""
+    if "encoder_nice" not in settings or settings["push"] == "none":
+        return ""
+    from trtseg.config import PusherConfig
+
+    nice = settings["encoder_nice"]
+    return f"encoder niceness {nice if nice is not None else f'default ({PusherConfig().encoder_nice})'}, "
+
+
 def doc_body(report: dict[str, Any], table: str, plot_path: str | None, note: str = "") -> str:
     settings, info = report["settings"], report["machine"]
     lines = [
@@ -615,6 +625,7 @@ def doc_body(report: dict[str, Any], table: str, plot_path: str | None, note: st
         f"{settings.get('segmenters_per_gpu', 1)}, "
         f"frames in flight per camera {settings.get('frames_in_flight') or 'default (2)'}"
         f"{' plus one inference interval' if settings['inference_fps'] else ''}, "
+        f"{_niceness(settings)}"
         f"{settings['size'][0]}x{settings['size'][1]} at {settings['fps']} fps, "
         f"warm-up {settings['warmup_s']:g} s, window {settings['seconds']:g} s per step.",
         "",
@@ -639,8 +650,8 @@ decoder's own reads of its counters. Drops count against the camera: a frame the
 camera produced in the window (source fps x seconds) that was not pushed is a drop, whether the
 decoder's one-slot mailbox overwrote it or the encoder queue discarded it; only the moments a looping
 clip spends reopening (`loop_gap_s`, from the last frame of one pass to the first of the next, a gap
-no live camera has) carry no expected frames. Latency is from a frame's
-decode (`Frame.capture_ts`) to its hand-off to the encoder, read from the pipeline's own
+no live camera has, a reopen under way at a read counted up to that read) carry no expected frames.
+Latency is from a frame's decode (`Frame.capture_ts`) to its hand-off to the encoder, read from the pipeline's own
 `trtseg_capture_to_push_ms` Prometheus histogram (scraped from the node's metrics agent; p50/p99 are
 interpolated inside its buckets, which have a boundary at 200 ms, so the criterion itself is exact).
 CPU cores are `psutil` CPU time over the window of each camera's decoder actor (decode, hand-off,

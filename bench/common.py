@@ -279,7 +279,9 @@ def plot_steps(reports: dict[str, dict[str, Any]], path: Path, title: str) -> No
         right.plot(cams, [s["p50_ms_mean"] for s in steps], "o-", color=color, label=f"{label}: p50")
         right.plot(cams, [s["p99_ms_worst"] for s in steps], "s--", color=color, label=f"{label}: worst p99")
     left.plot([1, most], [CLIP_FPS, CLIP_FPS * most], ":", color="grey", label="real time (25/s per camera)")
-    right.axhline(REALTIME_P99_LIMIT_MS, color="red", linestyle=":", label="200 ms")
+    # The first report's criterion (--p99-limit-ms), the default for reports without one.
+    limit = float(next(iter(reports.values()), {}).get("criteria", {}).get("p99_ms_below", REALTIME_P99_LIMIT_MS))
+    right.axhline(limit, color="red", linestyle=":", label=f"{limit:g} ms")
     for axis, ylabel in ((left, "frames per second"), (right, "capture-to-push latency, ms")):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("cameras")
