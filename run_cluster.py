@@ -288,7 +288,7 @@ def render_missing_samples(config: SystemConfig) -> None:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             with Progress(f"rendering sample video {path.name}"):
-                render_sample_video(path, seconds=20.0, seed=0)
+                render_sample_video(path, seconds=20.0, seed=0, charging_bay=True)
 
 
 def check_inputs(config: SystemConfig) -> None:

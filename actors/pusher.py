@@ -15,16 +15,19 @@ from typing import Any
 import ray
 
 from actors.common import identity, limit_cv_threads
+from trtseg.analytics.records import IncidentRecord
 from trtseg.channel import Listener, channel_available, new_address
 from trtseg.config import CameraConfig, PusherConfig
 from trtseg.detections import Detections
-from trtseg.events import EventRecord
 from trtseg.frames import Frame
 from trtseg.handoff import DETECTIONS_TIMEOUT_S, LOG_EVERY, Endpoint, serve_frames
 from trtseg.metrics import CameraMetrics
+from trtseg.outbox import Record, RecordOutbox
 from trtseg.pipeline import CameraOutput, stream_targets
 
 logger = logging.getLogger(__name__)
+
+RESUME_TIMEOUT_S = 10.0
 
 
 @ray.remote(concurrency_groups={"pipeline": 1, "query": 4})
@@ -38,7 +41,10 @@ class PusherActor:
         self._sink = sink
         self._pending_events: list[Any] = []
         self._metrics = CameraMetrics(camera.id)
-        self.output = CameraOutput(camera, pusher, names, on_events=self._send_events)
+        self._outbox = RecordOutbox(self._send_events)
+        self.output = CameraOutput(
+            camera, pusher, names, on_events=self._outbox.put, resume=self._open_incidents(camera.id)
+        )
         self._closed = False
         self._infer_failures = 0
         self._frame_lock = threading.Lock()  # frames from the channel and from process() never overlap
@@ -122,11 +128,22 @@ class PusherActor:
         if self._listener is not None:
             self._listener.close()
         self.output.close()
+        self._outbox.flush()
         self._confirm_events(wait_s=10.0)
         return self.output.stats()
 
-    def _send_events(self, records: list[EventRecord]) -> None:
-        self._metrics.count("events", len(records))
+    def _open_incidents(self, camera_id: str) -> list[IncidentRecord]:
+        """Incidents this camera left open (a restart, a move to another node): they resume, not reopen."""
+        if self._sink is None:
+            return []
+        try:
+            return list(ray.get(self._sink.open_incidents.remote(camera_id), timeout=RESUME_TIMEOUT_S))
+        except Exception as error:  # the camera runs regardless; unresumed incidents close as unseen
+            logger.warning("open incidents not resumed camera=%s error=%s", camera_id, error)
+            return []
+
+    def _send_events(self, records: list[Record]) -> None:
+        self._metrics.count("events", sum(not isinstance(r, IncidentRecord) for r in records))
         if self._sink is None:
             return
         self._pending_events.append(self._sink.submit.remote(records))

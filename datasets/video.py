@@ -26,6 +26,7 @@ import numpy as np
 
 from datasets.scenes import (
     BikeSpec,
+    CableSpec,
     Canvas,
     Instance,
     SceneConfig,
@@ -57,7 +58,7 @@ class VideoFrame:
 class SampleScene:
     """A fixed scene (background, cable, bikes, walker) that can be rendered at any frame."""
 
-    def __init__(self, seconds: float, fps: int, size: tuple[int, int], seed: int) -> None:
+    def __init__(self, seconds: float, fps: int, size: tuple[int, int], seed: int, charging_bay: bool = False) -> None:
         rng = np.random.default_rng(seed)
         self.rng_seed = seed
         self.fps = fps
@@ -84,6 +85,18 @@ class SampleScene:
         self.parked = random_bike(rng, x_park, y_park, 36.0 * perspective_scale(y_park, gy, int(hw)))
         cable = random_cable(rng, sill, self.parked.battery_point(), gy, self.cfg.cable_width)
         self.cable = replace(cable, width=max(3, cable.width))
+        # The demo's safe case: a bike charging in a bay by the wall through a short cable from a
+        # ground-floor window (drawn from its own generator, so the rest of the scene is unchanged).
+        self.bay: tuple[BikeSpec, CableSpec] | None = None
+        if charging_bay:
+            bay_rng = np.random.default_rng(seed + 7)
+            low = max(s[1] for s in bg.sills)  # the ground floor's sills; the lead comes from the floor above
+            left = [s for s in bg.sills if s[1] < low - 60 and MARGIN + 150 < s[0] < MARGIN + 0.4 * w]
+            sill = max(left, key=lambda s: (s[1], -s[0])) if left else min(bg.sills, key=lambda s: s[0])
+            y_bay = gy + (hw - gy) * 0.12
+            bike = random_bike(bay_rng, sill[0] + 90.0, y_bay, 36.0 * perspective_scale(y_bay, gy, int(hw)))
+            lead = random_cable(bay_rng, sill, bike.battery_point(), gy, self.cfg.cable_width)
+            self.bay = (bike, replace(lead, width=max(3, lead.width), sags=[min(v, 25.0) for v in lead.sags]))
         # A second bike rolls in from the right and parks.
         y_in = gy + (hw - gy) * rng.uniform(0.45, 0.7)
         r_in = 36.0 * perspective_scale(y_in, gy, int(hw))
@@ -126,6 +139,11 @@ class SampleScene:
         cable = replace(self.cable, points=[(x - ox, y - oy) for x, y in self.cable.points], sway=sway)
         draw_cable(canvas, cable, self.cfg.cable_label_width)
         draw_ebike(canvas, _shift_bike(self.parked, ox, oy))
+        if self.bay is not None:
+            bike, lead = self.bay
+            lead = replace(lead, points=[(x - ox, y - oy) for x, y in lead.points], sway=0.3 * sway)
+            draw_cable(canvas, lead, self.cfg.cable_label_width)
+            draw_ebike(canvas, _shift_bike(bike, ox, oy))
         # the second bike appears from 30 % of the clip and rolls to its place until 60 %
         u = float(np.clip((i / max(1, self.n_frames - 1) - 0.3) / 0.3, 0.0, 1.0))
         if i >= 0.3 * (self.n_frames - 1):
@@ -146,10 +164,15 @@ def _shift_bike(b: BikeSpec, ox: int, oy: int) -> BikeSpec:
 
 
 def iter_video_frames(
-    seconds: float = 10.0, fps: int = 25, size: tuple[int, int] = (1280, 720), seed: int = 0, labels: bool = False
+    seconds: float = 10.0,
+    fps: int = 25,
+    size: tuple[int, int] = (1280, 720),
+    seed: int = 0,
+    labels: bool = False,
+    charging_bay: bool = False,
 ) -> Iterator[VideoFrame]:
     """The frames of the sample clip, in order (the same for the same arguments)."""
-    scene = SampleScene(seconds, fps, size, seed)
+    scene = SampleScene(seconds, fps, size, seed, charging_bay)
     for i in range(scene.n_frames):
         yield scene.render(i, labels)
 
@@ -163,6 +186,7 @@ def render_sample_video(
     gop: int = 25,
     crf: int = 23,
     preset: str = "veryfast",
+    charging_bay: bool = False,
 ) -> Path:
     """Render the sample clip to an H.264 (libx264, yuv420p) file; returns its path."""
     out = Path(path)
@@ -178,7 +202,7 @@ def render_sample_video(
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = gop
         stream.options = {"preset": preset, "crf": str(crf), "g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
-        for frame in iter_video_frames(seconds, fps, size, seed):
+        for frame in iter_video_frames(seconds, fps, size, seed, charging_bay=charging_bay):
             vf = av.VideoFrame.from_ndarray(frame.image, format="bgr24")
             for packet in stream.encode(vf):
                 container.mux(packet)
@@ -204,9 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gop", type=int, default=25)
     ap.add_argument("--crf", type=int, default=23)
     ap.add_argument("--preset", default="veryfast")
+    ap.add_argument("--charging-bay", action="store_true", help="add the demo's safe cable by the wall")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    render_sample_video(a.out, a.seconds, a.fps, a.size, a.seed, a.gop, a.crf, a.preset)
+    render_sample_video(a.out, a.seconds, a.fps, a.size, a.seed, a.gop, a.crf, a.preset, a.charging_bay)
 
 
 if __name__ == "__main__":

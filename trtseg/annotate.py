@@ -123,10 +123,11 @@ class LabelAnnotator:
     def annotate(self, scene: np.ndarray, detections: Detections) -> np.ndarray:
         scale = self.font_scale or 0.5 * max(_scale(scene), 0.5)
         thickness = max(1, round(scale * 2))
-        for box, cid, name, score in zip(
-            detections.boxes, detections.class_ids, detections.class_names, detections.scores, strict=True
+        ids = detections.tracker_ids if detections.tracker_ids is not None else [None] * len(detections)
+        for box, cid, name, score, tid in zip(
+            detections.boxes, detections.class_ids, detections.class_names, detections.scores, ids, strict=True
         ):
-            text = f"{name} {float(score):.2f}"
+            text = f"{name} {float(score):.2f}" if tid is None else f"#{int(tid)} {name} {float(score):.2f}"
             (tw, th), baseline = cv2.getTextSize(text, FONT, scale, thickness)
             x1, y1 = round(float(box[0])), round(float(box[1]))
             x1 = min(max(x1, 0), max(scene.shape[1] - tw - 4, 0))
@@ -167,6 +168,33 @@ class OverlayAnnotator:
         return scene
 
 
+class ShapeAnnotator:
+    """Outlines named zones (polygons) and lines, in normalised coordinates, with their names."""
+
+    def __init__(self, shapes: Sequence[tuple[str, Sequence[tuple[float, float]], bool]], color: Color = (0, 215, 255)):
+        """``shapes``: (name, points, closed) per zone (closed) or line (open)."""
+        self.shapes = [(name, np.asarray(points, np.float64).reshape(-1, 2), closed) for name, points, closed in shapes]
+        self.color = color
+        self._pixels: dict[tuple[int, int], list[tuple[str, np.ndarray, bool]]] = {}
+
+    def annotate(self, scene: np.ndarray, detections: Detections | None = None) -> np.ndarray:
+        height, width = scene.shape[:2]
+        shapes = self._pixels.get((height, width))
+        if shapes is None:
+            shapes = [
+                (name, np.round(points * (width, height)).astype(np.int32).reshape(-1, 1, 2), closed)
+                for name, points, closed in self.shapes
+            ]
+            self._pixels = {(height, width): shapes}
+        scale = 0.5 * max(_scale(scene), 0.5)
+        thickness = max(1, round(2 * _scale(scene)))
+        for name, pixels, closed in shapes:
+            cv2.polylines(scene, [pixels], closed, self.color, thickness, cv2.LINE_AA)
+            x, y = (int(v) for v in pixels[0, 0])
+            cv2.putText(scene, name, (x + 4, max(y - 6, 12)), FONT, scale, self.color, thickness, cv2.LINE_AA)
+        return scene
+
+
 def draw(
     image: np.ndarray,
     detections: Detections,
@@ -174,8 +202,9 @@ def draw(
     title: str | None = None,
     timestamp: float | None = None,
     out: np.ndarray | None = None,
+    shapes: ShapeAnnotator | None = None,
 ) -> np.ndarray:
-    """An annotated copy of ``image``: masks, boxes, labels and overlay as ``pusher_config`` says.
+    """An annotated copy of ``image``: zones, masks, boxes, labels and overlay as ``pusher_config`` says.
 
     ``out``: a buffer of ``image``'s shape to draw in (see ``trtseg.frames.BufferRing``) instead of a
     new array.
@@ -187,6 +216,8 @@ def draw(
     else:
         np.copyto(out, image)
         scene = out
+    if shapes is not None:
+        shapes.annotate(scene)
     if detections.masks is not None and pusher_config.mask_alpha > 0:
         MaskAnnotator(alpha=pusher_config.mask_alpha).annotate(scene, detections)
     if pusher_config.draw_boxes:

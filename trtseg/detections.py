@@ -26,6 +26,7 @@ class Detections:
     masks: ``InstanceMasks`` (N crops of an (H, W) frame; ``np.asarray`` gives the (N, H, W) bool
     array), or None when masks were not asked for.
     names: class id -> name for the model that produced them.
+    tracker_ids: (N,) int64 track ids once a tracker has seen them (``trtseg.analytics.tracking``), else None.
     """
 
     boxes: np.ndarray
@@ -34,9 +35,12 @@ class Detections:
     masks: InstanceMasks | None = None
     names: dict[int, str] = field(default_factory=dict)
     frame_shape: tuple[int, int] = (0, 0)  # (height, width)
+    tracker_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Checked here, where a wrong producer is named, rather than in whatever consumer trips on it.
+        if self.tracker_ids is not None and len(self.tracker_ids) != len(self.boxes):
+            raise ValueError(f"{len(self.tracker_ids)} tracker ids for {len(self.boxes)} instances")
         if self.masks is None:
             return
         if not isinstance(self.masks, InstanceMasks):
@@ -70,6 +74,7 @@ class Detections:
             masks=None if self.masks is None else self.masks[index],
             names=self.names,
             frame_shape=self.frame_shape,
+            tracker_ids=None if self.tracker_ids is None else self.tracker_ids[index],
         )
 
     @property

@@ -3,7 +3,8 @@
 Per camera and class of interest an event opens when the class is seen in at least K of the last
 N inferred frames (``camera.events``), keeps its best frame as key frame, and closes after
 ``close_after_s`` seconds of capture time without the class. Time comes only from frames (and the
-``now`` given to ``close_all``), so the tracker is deterministic and testable with any clock.
+``now`` given to ``close_all``), so the tracker is deterministic and testable with any clock. An open
+event still seen is re-reported every ``REFRESH_EVERY_S`` so its row's ``last_seen_at`` stays fresh.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 EventStatus = Literal["open", "closed"]
 IMPROVE_EVERY_S = 1.0  # an improved key frame is reported at most this often per event
+REFRESH_EVERY_S = 5.0  # an open event still seen is re-reported this often, so last_seen_at stays fresh
 
 
 def new_event_id(now_s: float | None = None) -> str:
@@ -184,6 +186,8 @@ class EventTracker:
                 state.best, state.best_dirty = candidate.keep(), True
         if state.best_dirty and now - state.last_report_ts >= IMPROVE_EVERY_S:
             return [self._record(class_name, state, "open", now)]
+        if candidate is not None and now - state.last_report_ts >= REFRESH_EVERY_S:
+            return [self._record(class_name, state, "open", now)]  # no new best: a row refresh, no JPEG
         return []
 
     def _open(self, class_name: str, state: _ClassState, now: float) -> EventRecord:

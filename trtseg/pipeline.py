@@ -2,7 +2,8 @@
 
 ``infer_grouped`` is the segmentation actor's batch function: frames from many cameras, each with
 its own thresholds, in as few engine calls as possible. ``CameraOutput`` is what happens to one
-camera's frame after inference: annotate, push, keep the latest view, track events.
+camera's frame after inference: annotate, push, keep the latest view, track events, and run the
+camera's analytics (tracking, zone and line rules, incidents: ``trtseg.analytics``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trtseg.annotate import draw
+from trtseg.analytics.camera import CameraAnalytics
+from trtseg.analytics.records import IncidentRecord
+from trtseg.annotate import ShapeAnnotator, draw
 from trtseg.config.camera import CameraConfig
 from trtseg.config.pusher import PusherConfig
 from trtseg.decode import DEFAULT_FPS, RateMeter
@@ -101,7 +104,8 @@ def stream_targets(camera: CameraConfig, pusher: PusherConfig) -> dict[str, str]
     return {kind: redact_url(camera.push)}
 
 
-EventCallback = Callable[[list[EventRecord]], None]
+Record = EventRecord | IncidentRecord
+EventCallback = Callable[[list[Record]], None]
 PusherFactory = Callable[[CameraConfig, PusherConfig, tuple[int, int], float], StreamPusher]
 
 
@@ -119,12 +123,16 @@ class CameraOutput:
         names: dict[int, str],
         on_events: EventCallback | None = None,
         pusher_factory: PusherFactory = StreamPusher,
+        resume: Sequence[IncidentRecord] = (),
     ) -> None:
         self.camera = camera
         self.pusher_config = pusher
         self._on_events = on_events
         self._factory = pusher_factory
         self._tracker = EventTracker(camera, names, jpeg_quality=pusher.jpeg_quality)
+        self.analytics = CameraAnalytics(camera, names, jpeg_quality=pusher.jpeg_quality, resume=resume)
+        shapes = self.analytics.shapes()
+        self._shapes = ShapeAnnotator(shapes) if shapes else None
         self._pusher: StreamPusher | None = None
         self._last: Detections | None = None
         self._latest: tuple[int, np.ndarray] | None = None
@@ -140,6 +148,8 @@ class CameraOutput:
             "infer_errors": 0,
             "events": 0,
             "event_errors": 0,
+            "incidents": 0,
+            "analytics_errors": 0,
             "latency_ms_last": 0.0,
             "latency_ms_mean": 0.0,
             "latency_ms_max": 0.0,
@@ -163,6 +173,7 @@ class CameraOutput:
             self.pusher_config,
             title=self.camera.name or self.camera.id,
             out=self._scenes.next(frame.image.shape),
+            shapes=self._shapes,
         )
         self._push(frame, annotated)
         latency_ms = 1000.0 * (time.time() - frame.capture_ts)
@@ -171,6 +182,7 @@ class CameraOutput:
         self._record_latency(latency_ms)
         if detections is not None:
             self._track(frame, detections, annotated)
+        self._analyse(frame, detections)
         return latency_ms
 
     def latest_jpeg(self) -> bytes | None:
@@ -190,12 +202,19 @@ class CameraOutput:
 
     def stats(self) -> dict[str, Any]:
         pusher = self._pusher.stats() if self._pusher is not None else {"state": "waiting"}
-        return {**self.figures, "fps_out": round(self._rate.rate(), 2), "push": pusher}
+        return {
+            **self.figures,
+            "fps_out": round(self._rate.rate(), 2),
+            "push": pusher,
+            "analytics": self.analytics.stats(),
+            "zone_counts": self.analytics.zone_counts(),
+        }
 
     def close(self, now: float | None = None) -> None:
         """Close open events (so they are not left open in the database) and stop the encoder."""
         try:
-            records = self._tracker.close_all(time.time() if now is None else now)
+            at = time.time() if now is None else now
+            records: list[Record] = [*self._tracker.close_all(at), *self.analytics.close_all(at)]
             if records:
                 self._emit(records)
         finally:
@@ -230,8 +249,20 @@ class CameraOutput:
         if records:
             self._emit(records)
 
-    def _emit(self, records: list[EventRecord]) -> None:
-        self.figures["events"] += len(records)
+    def _analyse(self, frame: Frame, detections: Detections | None) -> None:
+        """Tracks, rules, incidents; frames without detections only let tracks coast."""
+        try:
+            records = self.analytics.update(frame, detections)
+        except Exception:
+            self.figures["analytics_errors"] += 1
+            logger.exception("analytics failed camera=%s", self.camera.id)
+            return
+        if records:
+            self.figures["incidents"] += len(records)
+            self._emit(records)
+
+    def _emit(self, records: list[Record]) -> None:
+        self.figures["events"] += sum(isinstance(r, EventRecord) for r in records)
         if self._on_events is not None:
             try:
                 self._on_events(records)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from trtseg.config.analytics import AnalyticsConfig
 from trtseg.config.base import Section
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -96,6 +97,9 @@ class CameraConfig(Section):
     confidence: float = Field(default=0.25, ge=0.0, le=1.0, description="Detection confidence threshold.")
     iou: float = Field(default=0.7, ge=0.0, le=1.0, description="NMS IoU threshold.")
     events: EventRules = Field(default_factory=EventRules, description="Event rules for the classes of interest.")
+    analytics: AnalyticsConfig = Field(
+        default_factory=AnalyticsConfig, description="Tracking, zones, lines and the rules that raise incidents."
+    )
     enabled: bool = Field(default=True, description="A disabled camera is kept in the registry but not run.")
 
     @field_validator("source")
@@ -119,3 +123,43 @@ class CameraConfig(Section):
         if scheme not in PUSH_SCHEMES:
             raise ValueError(f"push must be 'hls', 'none' or a {'/'.join(PUSH_SCHEMES[:4])} URL, got '{value}'")
         return value if "://" in value else scheme
+
+    @model_validator(mode="after")
+    def _rule_classes_inferred(self) -> CameraConfig:
+        # Inference keeps only the classes of interest, so a rule on any other class would never fire.
+        wanted = set(self.classes)
+        if not wanted:  # no filter: every class is inferred
+            return self
+        for index, rule in enumerate(self.analytics.rules):
+            missing = [c for c in rule.classes if c not in wanted]
+            if missing:
+                raise ValueError(
+                    f"analytics.rules.{index}.classes: {', '.join(missing)} not among the camera's classes "
+                    f"({', '.join(self.classes) or 'none'}); add them to classes"
+                )
+        return self
+
+    def events_as_analytics(self) -> AnalyticsConfig:
+        """The presence rule that reproduces ``events`` per tracked object (K of N, thresholds, region).
+
+        With the tracker disabled it is keyed by class, exactly as events are; with it, one incident
+        per object. The region becomes a zone that an object is in when any mask pixel overlaps it.
+        """
+        rules = self.events
+        zones = []
+        rule: dict[str, object] = {
+            "name": "events",
+            "kind": "presence",
+            "classes": list(self.classes),
+            "min_confidence": rules.min_confidence,
+            "min_area": rules.min_area,
+            "window": rules.window,
+            "min_hits": rules.min_hits,
+            "close_after_s": rules.close_after_s,
+        }
+        if rules.region is not None:
+            zones.append({"name": "events_region", "points": list(rules.region.points)})
+            rule.update(zone="events_region", min_inside=1e-9, hysteresis=0.0, median_frames=1)
+        return AnalyticsConfig.model_validate(
+            {"tracker": self.analytics.tracker.model_dump(), "zones": zones, "rules": [rule]}
+        )

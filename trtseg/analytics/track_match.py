@@ -1,0 +1,201 @@
+"""How alike a predicted track and a detection are, and the one-to-one assignment that follows.
+
+Similarity is the larger of the box IoU of the track's predicted box and the mask IoU of its last
+mask, moved by the predicted motion, with the detection's mask: a thin diagonal cable that slides
+along itself keeps much of its mask overlap while its box overlap falls away quadratically. The
+mask IoU also breaks ties: where boxes are ambiguous (two cables crossing share a box)
+``mask_weight`` times the mask IoU is added to the score the assignment maximises, so the mask that
+agrees wins.
+
+Cost: mask IoU works on the box crops (``trtseg.masks``), never on full frames, and only for pairs
+where it can change the outcome: crops that touch, mask areas that allow the threshold, and either
+a box IoU below the threshold or a track or detection with more than one candidate. An object
+alone in its neighbourhood, the common case, costs no mask work at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lap
+import numpy as np
+
+from trtseg.masks import InstanceMasks
+
+NO_MASK = np.zeros(6)  # mask geometry of a track without a mask: x0, y0, w, h, cx, cy
+
+
+@dataclass(slots=True)
+class TrackMask:
+    """A track's last mask crop; its area is counted the first time it is needed."""
+
+    mask: np.ndarray  # (h, w) bool
+    area: int = -1
+
+    def pixels(self) -> int:
+        if self.area < 0:
+            self.area = int(np.count_nonzero(self.mask))
+        return self.area
+
+    def detached(self) -> TrackMask:
+        """The same mask owning its pixels: a track kept while lost must not pin a whole batch's buffer."""
+        if self.mask.base is None:
+            return self
+        return TrackMask(np.array(self.mask), self.area)
+
+
+class FrameMasks:
+    """The masks of one frame's candidate detections (column ``j`` is detection ``columns[j]``)."""
+
+    def __init__(self, masks: InstanceMasks | None, columns: np.ndarray) -> None:
+        self.present = masks is not None and len(columns) > 0
+        self.rects = np.zeros((len(columns), 4), np.int64)
+        self._where: list[list[int]] = []
+        self._data = np.zeros(0, bool)
+        self._masks: dict[int, TrackMask] = {}
+        if masks is not None and self.present:
+            self.rects = masks.rects[columns].astype(np.int64)
+            self._where = np.column_stack([self.rects[:, 2:], masks.offsets[columns]]).tolist()
+            self._data = masks.data
+
+    def mask(self, j: int) -> TrackMask:
+        """Column ``j``'s crop (a view of the frame's buffer, see ``TrackMask.detached``), made once."""
+        found = self._masks.get(j)
+        if found is None:
+            w, h, start = self._where[j]
+            found = self._masks[j] = TrackMask(self._data[start : start + w * h].reshape(h, w))
+        return found
+
+    def geometry(self, j: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(K, 6) x0, y0, w, h and the box centre the masks of columns ``j`` were seen with."""
+        if not self.present:
+            return np.zeros((len(j), 6))
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+        return np.concatenate([self.rects[j].astype(np.float64), centres], axis=1)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of xyxy boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0.0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[:, 2] - a[:, 0]).clip(0.0) * (a[:, 3] - a[:, 1]).clip(0.0)
+    area_b = (b[:, 2] - b[:, 0]).clip(0.0) * (b[:, 3] - b[:, 1]).clip(0.0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def crop_iou(a: TrackMask, ax0: int, ay0: int, b: TrackMask, bx0: int, by0: int) -> float:
+    """IoU of two masks placed at their origins, counted on the crops' common window only."""
+    (ah, aw), (bh, bw) = a.mask.shape, b.mask.shape
+    x0, x1 = max(ax0, bx0), min(ax0 + aw, bx0 + bw)
+    y0, y1 = max(ay0, by0), min(ay0 + ah, by0 + bh)
+    total = a.pixels() + b.pixels()
+    if x0 >= x1 or y0 >= y1 or total == 0:
+        return 0.0
+    inter = np.count_nonzero(
+        a.mask[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0] & b.mask[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+    )
+    return inter / (total - inter)
+
+
+def _pairs(selected: np.ndarray) -> list[tuple[int, int]]:
+    rows, cols = np.nonzero(selected)
+    return list(zip(rows.tolist(), cols.tolist(), strict=True))
+
+
+def similarity(
+    predicted: np.ndarray,
+    track_geometry: np.ndarray,
+    track_masks: list[TrackMask | None],
+    frame_masks: FrameMasks,
+    det_boxes: np.ndarray,
+    allowed: np.ndarray,
+    threshold: float,
+    mask_weight: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(similarity, score), both (T, D): similarity = max(box IoU, mask IoU), -1 where not ``allowed``;
+    score = similarity + mask_weight * mask IoU, what the assignment maximises.
+
+    ``predicted``: (T, 4) xyxy predicted boxes; ``track_geometry``: (T, 6) origin, size and box centre
+    of each track's last mask (size 0: none) and ``track_masks`` the crops; ``frame_masks``: the
+    detections' masks (may hold none); ``allowed``: (T, D) bool, e.g. same class.
+    """
+    box = box_iou(predicted, det_boxes)
+    strong = allowed & (box >= threshold)
+    sim = np.where(allowed, box, -1.0)
+    if not frame_masks.present or not track_geometry[:, 2].any():
+        return sim, sim
+    # Each track's mask moved by its predicted motion since the mask was seen: x0, y0, x1, y1.
+    shift = np.rint((predicted[:, :2] + predicted[:, 2:]) / 2.0 - track_geometry[:, 4:6])
+    start = track_geometry[:, :2] + shift
+    end = start + track_geometry[:, 2:4]
+    rects = frame_masks.rects
+    # The crops' common window (moved track crop and detection crop): no intersection is larger.
+    overlap = np.minimum(end[:, None, :], (rects[:, :2] + rects[:, 2:])[None]) - np.maximum(
+        start[:, None, :], rects[None, :, :2]
+    )
+    window = overlap.clip(0.0).prod(axis=2)
+    touch = allowed & (window > 0)
+    if not touch.any():
+        return sim, sim
+    origin = start.astype(np.int64).tolist()
+    frame_origin = rects[:, :2].tolist()
+    mask_iou = np.zeros_like(box)
+    # Pairs only the mask can make admissible, where IoU <= min(window, a, b) / max(a, b) allows it.
+    admitted = np.zeros_like(strong)
+    for t, j in _pairs(touch & ~strong):
+        a, b = track_masks[t], frame_masks.mask(j)
+        if a is None:
+            continue
+        area_a, area_b = a.pixels(), b.pixels()
+        if min(window[t, j], area_a, area_b) >= threshold * max(area_a, area_b, 1):
+            mask_iou[t, j] = crop_iou(a, *origin[t], b, *frame_origin[j])
+            admitted[t, j] = mask_iou[t, j] >= threshold
+    # A strong pair alone in its row and column is matched whatever its mask says: only crowded ones count.
+    admissible = strong | admitted
+    crowded = (admissible.sum(axis=1)[:, None] > 1) | (admissible.sum(axis=0)[None, :] > 1)
+    for t, j in _pairs(touch & strong & crowded):
+        a = track_masks[t]
+        assert a is not None
+        mask_iou[t, j] = crop_iou(a, *origin[t], frame_masks.mask(j), *frame_origin[j])
+    sim = np.where(allowed, np.maximum(box, mask_iou), -1.0)
+    return sim, sim + mask_weight * mask_iou
+
+
+def assign(
+    sim: np.ndarray, score: np.ndarray, threshold: float, mask_weight: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Most total score, one detection per track, only pairs with ``sim >= threshold`` (and above 0).
+
+    As ByteTrack does, leaving a track and a detection unmatched costs as much as a pair at the
+    threshold, so one good pair beats two poor ones. Returns (matches (K, 2) of (row, column),
+    unmatched rows, unmatched columns).
+    """
+    rows, cols = sim.shape
+    if rows == 0 or cols == 0:
+        return np.zeros((0, 2), np.int64), np.arange(rows), np.arange(cols)
+    admissible = (sim >= threshold) & (sim > 0.0)
+    if (admissible.sum(axis=0) <= 1).all() and (admissible.sum(axis=1) <= 1).all():
+        # No track or detection has a rival (the common case): the admissible pairs are the answer.
+        matches = np.argwhere(admissible)
+    else:
+        matches = _solve(admissible, score, threshold, mask_weight)
+    free_rows = np.ones(rows, bool)
+    free_rows[matches[:, 0]] = False
+    free_cols = np.ones(cols, bool)
+    free_cols[matches[:, 1]] = False
+    return matches, np.flatnonzero(free_rows), np.flatnonzero(free_cols)
+
+
+def _solve(admissible: np.ndarray, score: np.ndarray, threshold: float, mask_weight: float) -> np.ndarray:
+    """(K, 2) matches of least total cost by Jonker-Volgenant (``lap``), ByteTrack's cost limit."""
+    top = 1.0 + mask_weight
+    limit = top - threshold + 1e-9
+    cost = np.where(admissible, top - score, limit + 1.0)
+    _, x, _ = lap.lapjv(cost, extend_cost=True, cost_limit=limit)
+    matched_rows = np.flatnonzero(x >= 0)
+    matched_cols = x[matched_rows].astype(np.int64)
+    ok = admissible[matched_rows, matched_cols]
+    return np.stack([matched_rows[ok], matched_cols[ok]], axis=1)
