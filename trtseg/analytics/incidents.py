@@ -56,12 +56,17 @@ class OpenIncident:
     details: dict[str, Any] = field(default_factory=dict)
     resumed_instance: dict[str, Any] | None = None  # the stored instance of an incident resumed from the database
     last_emit_ts: float = 0.0
-    last_detection: Detections | None = None  # the object in the latest frame that met the rule
+    last_seen: tuple[Detections, list[int]] | None = None  # the latest frame's objects and this key's rows
     evidence: Any = None  # what the key frame renderer needs for the close frame (set by the camera)
 
     @property
     def track_id(self) -> int | None:
         return self.key[1]
+
+    @property
+    def last_detection(self) -> Detections | None:
+        """The object(s) in the latest frame that met the rule (sliced on demand)."""
+        return None if self.last_seen is None else self.last_seen[0][self.last_seen[1]]
 
 
 def result_text(incident: OpenIncident) -> str:
@@ -196,8 +201,8 @@ class IncidentBook:
         incident.details.update(obs.details)
         if obs.anchor is not None:
             self._add_point(incident, ts, obs.anchor)
-        if obs.detections is not None and len(obs.detections):
-            incident.last_detection = obs.detections
+        if obs.source is not None and obs.index:
+            incident.last_seen = (obs.source, obs.index)
         if obs.alert and SEVERITY_RANK[incident.severity] < SEVERITY_RANK["alert"]:
             incident.severity, incident.escalated_ts = "alert", ts
             logger.info("incident escalated camera=%s incident_id=%s", self.camera_id, incident.incident_id)

@@ -47,7 +47,12 @@ class Observation:
     count: int | None = None
     anchor: tuple[float, float] | None = None
     details: dict[str, Any] = field(default_factory=dict)
-    detections: Detections | None = None  # the rows above, sliced out of the frame's tracked objects
+    source: Detections | None = None  # the frame's tracked objects, of which ``index`` are this key's
+
+    @property
+    def detections(self) -> Detections | None:
+        """This key's objects, sliced only when asked for (key frames, stored records)."""
+        return None if self.source is None else self.source[self.index]
 
 
 class FrameView:
@@ -199,7 +204,7 @@ class PresenceEvaluator(Evaluator):
                     class_name=view.names[row],
                     confidence=float(view.tracked.scores[row]),
                     index=[row],
-                    detections=view.tracked[[row]],
+                    source=view.tracked,
                     alert=alert,
                     fraction=fraction,
                     side=side,
@@ -243,7 +248,7 @@ class DwellEvaluator(Evaluator):
                     class_name=view.names[row],
                     confidence=float(view.tracked.scores[row]),
                     index=[row],
-                    detections=view.tracked[[row]],
+                    source=view.tracked,
                     fraction=fraction,
                     side=side,
                     anchor=_point(view.anchors("bottom_center")[row]),
@@ -307,7 +312,7 @@ class CrossingEvaluator(Evaluator):
                     class_name=view.names[row],
                     confidence=float(view.tracked.scores[row]),
                     index=[row],
-                    detections=view.tracked[[row]],
+                    source=view.tracked,
                     anchor=point,
                     details={"direction": direction, "crossings": state.crossings},
                 )
@@ -342,7 +347,7 @@ class CountEvaluator(Evaluator):
                 class_name=",".join(names),
                 confidence=float(max(scores[r] for r in rows)),
                 index=rows,
-                detections=view.tracked[rows],
+                source=view.tracked,
                 count=len(rows),
                 details={"tracks": [view.ids[r] for r in rows]},
             )

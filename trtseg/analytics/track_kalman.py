@@ -38,33 +38,36 @@ def to_xyxy(mean: np.ndarray) -> np.ndarray:
     return np.concatenate([mean[:, 0:2] - half, mean[:, 0:2] + half], axis=1)
 
 
-def _scale(mean: np.ndarray) -> np.ndarray:
-    """(T, 4) [w, h, w, h], floored: x and w are uncertain in proportion to the width, y and h to the height."""
-    wh = np.maximum(mean[:, 2:4], MIN_SIZE_PX)
-    return np.concatenate([wh, wh], axis=1)
+_WH = [0, 1, 0, 1]  # x and w are uncertain in proportion to the width, y and h to the height
+_POS_VAR = WEIGHT_POSITION**2 * REFERENCE_FPS  # position noise variance per second, per squared size
+_VEL_VAR = (WEIGHT_VELOCITY * REFERENCE_FPS) ** 2 * REFERENCE_FPS  # velocity noise variance per second
+
+
+def _size2(mean: np.ndarray) -> np.ndarray:
+    """(T, 4) squared [w, h, w, h], floored."""
+    return np.maximum(mean[:, 2:4], MIN_SIZE_PX)[:, _WH] ** 2
 
 
 def initiate(measurement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """New tracks from (M, 4) cxcywh boxes: at rest, with wide velocity uncertainty."""
     mean = np.concatenate([measurement, np.zeros_like(measurement)], axis=1)
-    scale = _scale(mean)
+    size2 = _size2(mean)
     cov = np.zeros((len(measurement), 3, 4))
-    cov[:, 0] = (2.0 * WEIGHT_POSITION * scale) ** 2
-    cov[:, 2] = (10.0 * WEIGHT_VELOCITY * REFERENCE_FPS * scale) ** 2
+    cov[:, 0] = (2.0 * WEIGHT_POSITION) ** 2 * size2
+    cov[:, 2] = (10.0 * WEIGHT_VELOCITY * REFERENCE_FPS) ** 2 * size2
     return mean, cov
 
 
 def predict(mean: np.ndarray, cov: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """States ``dt`` seconds later; the process noise grows with the reference-rate frames elapsed."""
+    """States ``dt`` seconds later; the process noise grows with the time elapsed."""
     if mean.shape[0] == 0 or dt <= 0.0:
         return mean, cov
-    frames = dt * REFERENCE_FPS
-    scale = _scale(mean)
+    size2 = _size2(mean)
     pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
     new_cov = np.empty_like(cov)
-    new_cov[:, 0] = pp + (2.0 * dt) * pv + (dt * dt) * vv + (WEIGHT_POSITION * scale) ** 2 * frames
+    new_cov[:, 0] = pp + (2.0 * dt) * pv + (dt * dt) * vv + (_POS_VAR * dt) * size2
     new_cov[:, 1] = pv + dt * vv
-    new_cov[:, 2] = vv + (WEIGHT_VELOCITY * REFERENCE_FPS * scale) ** 2 * frames
+    new_cov[:, 2] = vv + (_VEL_VAR * dt) * size2
     new_mean = mean.copy()
     new_mean[:, :4] += dt * mean[:, 4:]
     return new_mean, new_cov
@@ -75,7 +78,7 @@ def update(mean: np.ndarray, cov: np.ndarray, measurement: np.ndarray) -> tuple[
     if mean.shape[0] == 0:
         return mean, cov
     pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
-    innovation_var = pp + (WEIGHT_POSITION * _scale(mean)) ** 2
+    innovation_var = pp + WEIGHT_POSITION**2 * _size2(mean)
     gain_p, gain_v = pp / innovation_var, pv / innovation_var
     innovation = measurement - mean[:, :4]
     new_mean = np.concatenate([mean[:, :4] + gain_p * innovation, mean[:, 4:] + gain_v * innovation], axis=1)

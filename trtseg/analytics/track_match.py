@@ -22,8 +22,6 @@ import numpy as np
 
 from trtseg.masks import InstanceMasks
 
-NO_MASK = np.zeros(6)  # mask geometry of a track without a mask: x0, y0, w, h, cx, cy
-
 
 @dataclass(slots=True)
 class TrackMask:
@@ -75,14 +73,13 @@ class FrameMasks:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0.0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]).clip(0.0) * (a[:, 3] - a[:, 1]).clip(0.0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0.0) * (b[:, 3] - b[:, 1]).clip(0.0)
-    union = area_a[:, None] + area_b[None, :] - inter
+    """(len(a), len(b)) IoU of xyxy boxes (float64)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    ax1, ay1, ax2, ay2 = a[:, 0:1], a[:, 1:2], a[:, 2:3], a[:, 3:4]
+    bx1, by1, bx2, by2 = b.T
+    iw = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0.0)
+    inter = iw * np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0.0)
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
     return inter / np.maximum(union, 1e-9)
 
 
@@ -136,7 +133,7 @@ def similarity(
     overlap = np.minimum(end[:, None, :], (rects[:, :2] + rects[:, 2:])[None]) - np.maximum(
         start[:, None, :], rects[None, :, :2]
     )
-    window = overlap.clip(0.0).prod(axis=2)
+    window = np.maximum(overlap, 0.0).prod(axis=2)
     touch = allowed & (window > 0)
     if not touch.any():
         return sim, sim

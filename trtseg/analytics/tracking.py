@@ -1,8 +1,8 @@
 """Per-camera multi-object tracker: ByteTrack's two-stage association, with mask IoU, stepped by seconds.
 
-Why not a library: ByteTrack as supervision, Ultralytics, ``trackers`` and boxmot ship it matches
-by box IoU only and counts its lost-track buffer and its motion model in frames. Here inference may
-run below the source rate and unevenly, so the Kalman filter steps by elapsed seconds and the
+Why not a library: the ByteTrack of supervision, Ultralytics, ``trackers`` and boxmot matches by box
+IoU only, steps its Kalman filter once per call and counts its lost-track buffer in frames. Here
+inference may run below the source rate and unevenly, so the filter steps by elapsed seconds and the
 buffer is in seconds; and thin cables need the mask to be matched at all (``track_match``). The
 algorithm is ByteTrack's: detections at or above ``high_score`` are matched first to every kept
 track (lost ones included), those between ``low_score`` and ``high_score`` then only extend tracks
@@ -170,20 +170,14 @@ class ObjectTracker:
 
     def _advance(self, now_s: float) -> float:
         """Seconds since the last update; a step back (or a non-finite stamp) counts as none."""
-        previous = self._last_now
-        if not math.isfinite(now_s):
-            dt = 0.0
-        elif previous is None:
-            dt = 0.0
+        previous, finite = self._last_now, math.isfinite(now_s)
+        dt = now_s - previous if finite and previous is not None else 0.0
+        if finite:
             self._last_now = now_s
-        else:
-            dt = now_s - previous
-            self._last_now = now_s
-        if not math.isfinite(now_s) or dt < 0.0:
+        if not finite or dt < 0.0:
+            # Track ages are kept on the tracker's own clock, so they stay right from the new base on.
             level = logging.DEBUG if self._warned_clock else logging.WARNING
-            logger.log(
-                level, "tracker clock stepped back: counted as no time elapsed now_s=%s previous_s=%s", now_s, previous
-            )
+            logger.log(level, "tracker clock stepped back, counted as no time now_s=%s previous_s=%s", now_s, previous)
             self._warned_clock = True
             dt = 0.0
         self._clock += dt
