@@ -30,6 +30,7 @@ from actors.persistence import CameraPersistence
 from actors.segmenters import SegmenterPool
 from actors.spawn import new_sink
 from actors.supervisor import CameraEntry, kill_quietly
+from trtseg.analytics.camera import rule_class_problems
 from trtseg.config import CameraConfig, SystemConfig
 from trtseg.config.loader import format_validation_error
 from trtseg.detections import Detections
@@ -301,6 +302,20 @@ class Controller(CameraPersistence):
         return await call(self.sink.read_keyframe.remote(event_id, kind), QUERY_TIMEOUT_S, "sink")
 
     @ray.method(max_task_retries=READ_RETRIES)
+    async def read_incident_keyframe(self, incident_id: str, stage: str, kind: str) -> bytes | None:
+        if self.sink is None:
+            return None
+        return await call(self.sink.read_incident_keyframe.remote(incident_id, stage, kind), QUERY_TIMEOUT_S, "sink")
+
+    @ray.method(max_task_retries=READ_RETRIES)
+    def model_names(self) -> dict[int, str]:
+        """Class id -> name of the model the segmenters run (empty before one is ready)."""
+        names: dict[int, str] = {}
+        for entry in self.pool.entries.values():
+            names.update(entry.names)
+        return names
+
+    @ray.method(max_task_retries=READ_RETRIES)
     def event_store_url(self) -> str:
         """The database URL with its credentials, for the API's own EventStore (never shown)."""
         return self.config.sink.database_url.get_secret_value()
@@ -443,6 +458,10 @@ class Controller(CameraPersistence):
             validate_source(camera.source, self.config.api.file_source_dir)
         except ValueError as error:
             raise ValueError(f"camera '{camera.id}': source refused: {error}") from None
+        names = self.model_names()
+        problems = rule_class_problems(camera, names) if names else []  # such a rule could never fire
+        if problems:
+            raise ValueError(f"camera '{camera.id}': {'; '.join(problems)}")
         return camera
 
     async def _query(self, ref: Any, what: str) -> dict[str, Any]:

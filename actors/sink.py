@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 from actors.common import identity
+from trtseg.analytics.records import KEYFRAME_STAGES, IncidentRecord
 from trtseg.config import SinkConfig
 from trtseg.events import EventRecord
 from trtseg.keyframes import KeyframePathError
@@ -24,16 +25,20 @@ KEYFRAME_KINDS = ("raw", "annotated")
 
 @ray.remote
 class SinkActor:
-    """Receives EventRecords from every camera's pusher and stores them durably."""
+    """Receives EventRecords and IncidentRecords from every camera's pusher and stores them durably."""
 
     def __init__(self, sink: SinkConfig, jpeg_quality: int = 80) -> None:
         self._identity = identity("sink", "sink")
         self.sink = EventSink(sink, jpeg_quality=jpeg_quality)
         self._closed = False
 
-    def submit(self, records: list[EventRecord]) -> int:
+    def submit(self, records: list[EventRecord | IncidentRecord]) -> int:
         """Queue records (key frames written at once); raises for bad records or a full spool."""
         return self.sink.submit(records)
+
+    def open_incidents(self, camera_id: str) -> list[IncidentRecord]:
+        """The camera's open incidents (what its analytics resume from); raises while the database is down."""
+        return self.sink.open_incidents(camera_id)
 
     def flush(self) -> int:
         return self.sink.flush()
@@ -52,6 +57,24 @@ class SinkActor:
             return self.sink.keyframes.read(relative)
         except (FileNotFoundError, KeyframePathError) as error:
             logger.warning("key frame unreadable event_id=%s kind=%s error=%s", event_id, kind, error)
+            return None
+
+    def read_incident_keyframe(self, incident_id: str, stage: str, kind: str) -> bytes | None:
+        """JPEG bytes of an incident's key frame at a stage ('open', 'alert', 'close'); None when there is none."""
+        if stage not in KEYFRAME_STAGES:
+            raise ValueError(f"stage must be one of {', '.join(KEYFRAME_STAGES)}, got {stage!r}")
+        if kind not in KEYFRAME_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KEYFRAME_KINDS)}, got {kind!r}")
+        incident = self.sink.store.incidents.get(incident_id)
+        relative = None if incident is None else incident.keyframe_paths.get(stage, {}).get(kind)
+        if not relative:
+            return None
+        try:
+            return self.sink.keyframes.read(relative)
+        except (FileNotFoundError, KeyframePathError) as error:
+            logger.warning(
+                "key frame unreadable incident_id=%s stage=%s kind=%s error=%s", incident_id, stage, kind, error
+            )
             return None
 
     def ping(self) -> dict[str, Any]:

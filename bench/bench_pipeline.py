@@ -182,6 +182,12 @@ def camera_dict(index: int, clip: Path, args: argparse.Namespace) -> dict[str, A
         "inference_fps": args.inference_fps,
         "decoder": args.decoder,
     }
+    if args.analytics == "demo":  # the demo's zone and flying-lead rule, tracking on every camera
+        from trtseg.config import load_config
+
+        demo = load_config(ROOT / "conf" / "demo.yaml", environ={}).cameras[0]
+        camera["classes"] = list(demo.classes)
+        camera["analytics"] = demo.analytics.model_dump(mode="json")
     return camera
 
 
@@ -316,7 +322,17 @@ def camera_figures(
         "encode_cores": meter.cores(f"encode:{cid}"),
         "frame_bytes": frame_bytes,
         "object_store_mb_s": submitted * frame_bytes / wall / 1e6,
+        "analytics_ms_per_frame": _analytics_ms(out0.get("analytics", {}), out1.get("analytics", {})),
+        "incident_records": _delta(out1, out0, "incidents"),
     }
+
+
+def _analytics_ms(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+    """Tracker plus rules time per analysed frame over the window (None without analytics stats)."""
+    frames = _delta(after, before, "frames")
+    if frames <= 0:
+        return None
+    return (_delta(after, before, "tracker_ms_total") + _delta(after, before, "rules_ms_total")) / frames
 
 
 def _mean(values: list[Any]) -> float | None:
@@ -360,6 +376,8 @@ def summarise(
         "segmenter_cores": meter.cores("segmenter"),
         "machine_busy": busy,
         "object_store_mb_s_per_camera": _mean([c["object_store_mb_s"] for c in per_camera]),
+        "analytics_ms_per_frame": _mean([c.get("analytics_ms_per_frame") for c in per_camera]),
+        "incident_records": sum(c.get("incident_records") or 0 for c in per_camera),
         "per_camera": per_camera,
     }
 
@@ -561,6 +579,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames-in-flight", type=int, default=None, help="per camera; default: the config's")
     parser.add_argument("--intra-op-threads", type=int, default=0, help="ONNX Runtime threads; 0: its default")
     parser.add_argument("--model", default="models/trtseg-cable-n.onnx")
+    parser.add_argument(
+        "--analytics",
+        default="none",
+        choices=["none", "demo"],
+        help="'demo': every camera tracks objects and judges the demo's zone rule (conf/demo.yaml)",
+    )
     parser.add_argument("--push", default="hls", help="hls, none, or an rtmp:// URL (one camera only)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset of the pushers")
     parser.add_argument("--size", type=_size, default=(1280, 720), help="clip size WxH")

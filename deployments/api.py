@@ -20,7 +20,14 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from trtseg.config import ApiConfig, PusherConfig
 
-from deployments import routes_cameras, routes_events, routes_infer, routes_system
+from deployments import (
+    routes_analytics,
+    routes_cameras,
+    routes_events,
+    routes_incidents,
+    routes_infer,
+    routes_system,
+)
 from deployments.auth import require_read, require_write
 from deployments.context import ApiContext
 from deployments.control import CameraConflict, CameraNotFound, ControlError, ControlPlane, InvalidRequest
@@ -29,10 +36,11 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DESCRIPTION = """\
-trtseg's HTTP API: cameras (add, change, remove, live annotated views), events with key frames,
-on-demand segmentation and metrics. Mutating endpoints need `Authorization: Bearer <token>` when
-a token is configured (reads too with `token_for_reads`; media reads also accept `?access_token=`).
-The web dashboard is at `/`.
+trtseg's HTTP API: cameras (add, change, remove, live annotated views), their analytics (zones,
+lines, rules, tracker; live counts per zone), incidents (filters, key frames, acknowledgement),
+events with key frames, on-demand segmentation and metrics. Mutating endpoints need
+`Authorization: Bearer <token>` when a token is configured (reads too with `token_for_reads`; media
+reads also accept `?access_token=`). The web dashboard is at `/`.
 """
 CONTROL_STATUS = {CameraNotFound: 404, CameraConflict: 409, InvalidRequest: 422}
 
@@ -109,6 +117,8 @@ def create_app(
         openapi_tags=[
             {"name": "system", "description": "Liveness, readiness, versions, configuration, metrics."},
             {"name": "cameras", "description": "Camera registry, live views and HLS files."},
+            {"name": "analytics", "description": "Zones, lines, rules and tracker per camera; live zone counts."},
+            {"name": "incidents", "description": "Incidents per tracked object and rule, key frames, acknowledgement."},
             {"name": "events", "description": "Detected events and their key frames."},
             {"name": "inference", "description": "Segmentation of an uploaded image."},
             {"name": "dashboard", "description": "The web page."},
@@ -118,6 +128,8 @@ def create_app(
     read, write = require_read(config), require_write(config)
     app.include_router(routes_system.build_router(read))
     app.include_router(routes_cameras.build_router(read, write))
+    app.include_router(routes_analytics.build_router(read, write))
+    app.include_router(routes_incidents.build_router(read, write))
     app.include_router(routes_events.build_router(read))
     app.include_router(routes_infer.build_router(write))
     _install_handlers(app, ctx)

@@ -15,7 +15,7 @@ from deployments.metrics import RequestMetrics
 
 @dataclass
 class ApiContext:
-    """The app's collaborators: the controller, the event store, configuration and counters."""
+    """The app's collaborators: the controller, the event (and incident) store, configuration and counters."""
 
     control: ControlPlane
     store: Any  # trtseg.db.EventStore (sync; called in a worker thread)
@@ -23,6 +23,11 @@ class ApiContext:
     pusher: PusherConfig = field(default_factory=PusherConfig)
     keyframe_dir: Path | None = None
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
+
+    @property
+    def incidents(self) -> Any:
+        """trtseg.db.IncidentStore on the event store's database (sync; called in a worker thread)."""
+        return self.store.incidents
 
     @property
     def hls_dir(self) -> Path:

@@ -53,6 +53,8 @@ class ControlPlane(Protocol):
     async def infer_image(self, image: np.ndarray, conf: float) -> Detections: ...
     async def config_summary(self) -> dict[str, Any]: ...
     async def read_keyframe(self, event_id: str, kind: str) -> bytes | None: ...
+    async def read_incident_keyframe(self, incident_id: str, stage: str, kind: str) -> bytes | None: ...
+    async def model_names(self) -> dict[int, str]: ...
 
 
 STARTING_METHODS = ("add_camera", "update_camera")
@@ -154,6 +156,13 @@ class RayControlPlane:
 
     async def read_keyframe(self, event_id: str, kind: str) -> bytes | None:
         return await self._call("read_keyframe", event_id, kind)
+
+    async def read_incident_keyframe(self, incident_id: str, stage: str, kind: str) -> bytes | None:
+        return await self._call("read_incident_keyframe", incident_id, stage, kind)
+
+    async def model_names(self) -> dict[int, str]:
+        """Class id -> name of the running model (empty while no segmenter is ready)."""
+        return {int(k): str(v) for k, v in dict(await self._call("model_names") or {}).items()}
 
     async def event_store_url(self) -> str:
         """The database URL (secret): only for building the API's own EventStore."""

@@ -111,3 +111,34 @@ def camera_lines(cameras: Iterable[Mapping[str, Any]]) -> list[str]:
         lines.append(f"# TYPE {name} gauge")
         lines.extend(series[name])
     return lines
+
+
+def zone_lines(cameras: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Objects per camera, zone and class now, from each pusher's ``zone_counts`` figure."""
+    lines = ["# HELP trtseg_zone_objects Tracked objects in a zone now.", "# TYPE trtseg_zone_objects gauge"]
+    for camera in cameras:
+        output = (camera.get("stats") or {}).get("output") or {}
+        counts = output.get("zone_counts") if isinstance(output, Mapping) else None
+        if not isinstance(counts, Mapping):
+            continue
+        base = {"camera_id": str(camera.get("id", "?")), "site": str(camera.get("site", ""))}
+        for zone, classes in counts.items():
+            for class_name, count in (classes or {}).items():
+                number = _numeric(count)
+                if number is not None:
+                    labels = _labels({**base, "zone": str(zone), "class_name": str(class_name)})
+                    lines.append(f"trtseg_zone_objects{labels} {number:g}")
+    return lines
+
+
+def incident_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Open incidents by site, camera, rule, severity and acknowledgement, from the database."""
+    lines = [
+        "# HELP trtseg_incidents_open Incidents open now (from the database).",
+        "# TYPE trtseg_incidents_open gauge",
+    ]
+    for row in rows:
+        labels = {key: str(row[key]) for key in ("site", "camera_id", "rule", "severity")}
+        labels["acknowledged"] = "true" if row["acknowledged"] else "false"
+        lines.append(f"trtseg_incidents_open{_labels(labels)} {int(row['count'])}")
+    return lines

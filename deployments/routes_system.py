@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import platform
 import re
 from typing import Any
@@ -9,11 +10,14 @@ from typing import Any
 import trtseg
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from deployments.context import ApiContext, get_context
 from deployments.control import ControlError
-from deployments.metrics import camera_lines
+from deployments.metrics import camera_lines, incident_lines, zone_lines
 from deployments.models import Liveness, Problem, Readiness, VersionInfo
+
+logger = logging.getLogger(__name__)
 
 READY_STATES = {"ok", "ready", "live", "running", "alive", "healthy", "up", "true"}
 SECRET_KEY = re.compile(r"(^|_)(token|password|passwd|secret|database_url|api_key|private_key)$", re.IGNORECASE)
@@ -43,6 +47,16 @@ def hide_secrets(value: Any, key: str = "") -> Any:
         scheme, rest = value.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return value
+
+
+async def _incident_lines(ctx: ApiContext) -> list[str]:
+    """Open incidents from the database; a down database only leaves them out (and says so)."""
+    try:
+        rows = await run_in_threadpool(ctx.incidents.open_counts)
+    except Exception as error:  # metrics must answer even when the database does not
+        logger.warning("open incident counts unavailable error=%s", type(error).__name__)
+        return ["# TYPE trtseg_incident_database_up gauge", "trtseg_incident_database_up 0"]
+    return ["# TYPE trtseg_incident_database_up gauge", "trtseg_incident_database_up 1", *incident_lines(rows)]
 
 
 def build_router(read: Any) -> APIRouter:
@@ -103,9 +117,11 @@ def build_router(read: Any) -> APIRouter:
         "/metrics",
         response_class=PlainTextResponse,
         summary="Prometheus metrics",
-        description="This replica's request counts and latencies, and each camera's figures from the controller, "
-        "in the Prometheus text format. The actors' own metrics (segmenter batch sizes, latencies, queue "
-        "lengths) are exported by Ray's metrics agent on every node: scrape the targets Ray writes to "
+        description="This replica's request counts and latencies, each camera's figures and live objects per "
+        "zone (trtseg_zone_objects) from the controller, and the open incidents from the database "
+        "(trtseg_incidents_open), in the Prometheus text format. The actors' own metrics (segmenter batch "
+        "sizes, latencies, queue lengths, incidents opened, tracker and rule time) are exported by Ray's "
+        "metrics agent on every node: scrape the targets Ray writes to "
         "/tmp/ray/prom_metrics_service_discovery.json (see Ray's 'Collecting and monitoring metrics').",
         responses={200: {"content": {"text/plain": {"example": "trtseg_api_requests_total{...} 3\n"}}}},
         dependencies=[Depends(read)],
@@ -115,8 +131,10 @@ def build_router(read: Any) -> APIRouter:
         try:
             cameras = await ctx.control.list_cameras()
             lines += ["# TYPE trtseg_controller_up gauge", "trtseg_controller_up 1", *camera_lines(cameras)]
+            lines += zone_lines(cameras)
         except ControlError:
             lines += ["# TYPE trtseg_controller_up gauge", "trtseg_controller_up 0"]
+        lines += await _incident_lines(ctx)
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return router

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 LATENCY_BOUNDARIES_MS = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000]
+ANALYTICS_BOUNDARIES_MS = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50]
 BATCH_BOUNDARIES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
 
 _lock = threading.Lock()
@@ -44,6 +46,18 @@ _DEFINITIONS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = 
     "trtseg_batch_size": ("histogram", "Frames per engine batch.", ("actor",), BATCH_BOUNDARIES),
     "trtseg_engine_ms": ("histogram", "Engine time of one batch.", ("actor",), LATENCY_BOUNDARIES_MS),
     "trtseg_batch_failures": ("counter", "Engine batches that failed.", ("actor",), None),
+    "trtseg_incidents_opened": (
+        "counter",
+        "Incidents opened, by the severity they opened with.",
+        ("camera_id", "rule", "severity"),
+        None,
+    ),
+    "trtseg_incidents_escalated": ("counter", "Incidents escalated to an alert.", ("camera_id", "rule"), None),
+    "trtseg_incidents_closed": ("counter", "Incidents closed.", ("camera_id", "rule", "severity"), None),
+    "trtseg_zone_objects": ("gauge", "Tracked objects in a zone now.", ("camera_id", "zone", "class_name"), None),
+    "trtseg_tracks": ("gauge", "Tracks of a camera's tracker now, by state.", ("camera_id", "state"), None),
+    "trtseg_tracker_ms": ("histogram", "Tracker time of one inferred frame.", ("camera_id",), ANALYTICS_BOUNDARIES_MS),
+    "trtseg_rules_ms": ("histogram", "Zone and rule time of one frame.", ("camera_id",), ANALYTICS_BOUNDARIES_MS),
 }
 
 
@@ -126,3 +140,59 @@ class SegmenterMetrics:
 
     def failure(self) -> None:
         _record("trtseg_batch_failures", 1.0, self._tags)
+
+
+class AnalyticsMetrics:
+    """Per-camera analytics figures (tracking, zones, incidents), tagged ``camera_id``.
+
+    The camera's pusher calls these: ``incidents`` with the records of every frame, ``zone_counts``
+    with ``CameraAnalytics.zone_counts()``, ``tracker_ms``/``rules_ms`` with the frame's timings.
+    """
+
+    def __init__(self, camera_id: str) -> None:
+        self.camera_id = camera_id
+        self._tags = {"camera_id": camera_id}
+        self._zones: set[tuple[str, str]] = set()
+
+    def incident_opened(self, rule: str, severity: str) -> None:
+        _record("trtseg_incidents_opened", 1.0, {**self._tags, "rule": rule, "severity": severity})
+
+    def incident_escalated(self, rule: str) -> None:
+        _record("trtseg_incidents_escalated", 1.0, {**self._tags, "rule": rule})
+
+    def incident_closed(self, rule: str, severity: str) -> None:
+        _record("trtseg_incidents_closed", 1.0, {**self._tags, "rule": rule, "severity": severity})
+
+    def incidents(self, records: Iterable[Any]) -> None:
+        """Count opens, escalations and closes from IncidentRecords by the key frame stages they carry
+        (pictures are taken exactly at 'open', 'alert' and 'close', once each per incident)."""
+        for record in records:
+            stages = getattr(record, "keyframes", None) or {}
+            if "open" in stages:
+                self.incident_opened(record.rule, record.severity)
+            if "alert" in stages:
+                self.incident_escalated(record.rule)
+            if "close" in stages:
+                self.incident_closed(record.rule, record.severity)
+
+    def zone_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        """Objects per zone and class now; pairs that emptied are set to 0 (a gauge keeps its last value)."""
+        seen: set[tuple[str, str]] = set()
+        for zone, classes in counts.items():
+            for class_name, count in classes.items():
+                seen.add((zone, class_name))
+                _record("trtseg_zone_objects", float(count), {**self._tags, "zone": zone, "class_name": class_name})
+        for zone, class_name in self._zones - seen:
+            _record("trtseg_zone_objects", 0.0, {**self._tags, "zone": zone, "class_name": class_name})
+        self._zones = seen
+
+    def tracks(self, active: int, lost: int) -> None:
+        """The tracker's confirmed-and-matched (``active``) and coasting (``lost``) tracks now."""
+        _record("trtseg_tracks", float(active), {**self._tags, "state": "active"})
+        _record("trtseg_tracks", float(lost), {**self._tags, "state": "lost"})
+
+    def tracker_ms(self, value: float) -> None:
+        _record("trtseg_tracker_ms", value, self._tags)
+
+    def rules_ms(self, value: float) -> None:
+        _record("trtseg_rules_ms", value, self._tags)

@@ -1,4 +1,10 @@
-"""EventSink: key frames to disk, event rows to the database, the spool while it is down.
+"""EventSink: key frames to disk, event and incident rows to the database, the spool while it is down.
+
+``submit`` takes EventRecords and IncidentRecords (trtseg.analytics.records) mixed, writes
+their key frame JPEGs (an incident's under the id ``<incident_id>-<stage>``, one pair per stage
+that carries pictures) and queues the rows in one queue, so their order is kept. Spooled incident
+payloads carry ``"record":"incident"``; payloads without it are events (spools written before
+incidents existed hold only those). Each batch is written in one transaction, one upsert per table.
 
 ``submit`` writes the key frame JPEGs and queues the rows at the end of the durable spool
 (``durable_submit``, the default: a crash of the process loses nothing), or, with it off, in
@@ -19,11 +25,14 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from trtseg.analytics.records import IncidentRecord, is_incident_payload
 from trtseg.config.sink import SinkConfig
+from trtseg.db.incident_checks import incident_to_row
 from trtseg.db.models import as_utc
 from trtseg.db.store import EventStore, is_transient, record_to_row
 from trtseg.events import EventRecord
@@ -34,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 REJECTED_FILE = "rejected.jsonl"
 MIN_RETRY_S = 0.5
+Record = EventRecord | IncidentRecord
 
 
 def _describe(exc: BaseException) -> str:
@@ -43,7 +53,7 @@ def _describe(exc: BaseException) -> str:
 
 
 class EventSink:
-    """Durable writer of event records; thread-safe."""
+    """Durable writer of event and incident records; thread-safe."""
 
     def __init__(
         self,
@@ -67,7 +77,14 @@ class EventSink:
         self._migrated = False
         self._backoff_s = 0.0
         self._next_try = 0.0
-        self._counters = {"submitted": 0, "written": 0, "failures": 0, "rejected": 0}
+        self._counters = {
+            "submitted": 0,
+            "written": 0,
+            "failures": 0,
+            "rejected": 0,
+            "incidents_submitted": 0,
+            "incidents_written": 0,
+        }
         self._last_error: str | None = None
         self._last_write_at: datetime | None = None
         self._thread: threading.Thread | None = None
@@ -76,15 +93,23 @@ class EventSink:
             self._thread.start()
 
     # ------------------------------------------------------------------ intake
-    def submit(self, records: list[EventRecord]) -> int:
-        """Write key frames and queue the rows; RecordError for bad records, SpoolFull when full."""
+    def submit(self, records: Sequence[Record]) -> int:
+        """Write key frames and queue the rows (events and incidents, in order); RecordError for bad
+        records (naming the field), SpoolFull when full. Nothing is written unless all records are good."""
         now = datetime.now(UTC)
-        for record in records:
-            record_to_row(record, now)  # refuse bad input before anything is written
+        for record in records:  # refuse bad input before anything is written
+            if isinstance(record, IncidentRecord):
+                incident_to_row(record, now.replace(tzinfo=None))
+            else:
+                record_to_row(record, now)
         with self._lock:
             if self._to_spool():
                 self.spool.ensure_room(len(self._memory) + len(records))  # refuse before writing files
-        payloads = [self._store_keyframes(r).to_json() for r in records]
+        payloads = [
+            (self._store_incident_keyframes(r) if isinstance(r, IncidentRecord) else self._store_keyframes(r)).to_json()
+            for r in records
+        ]
+        incidents = sum(isinstance(r, IncidentRecord) for r in records)
         with self._lock:
             if self._to_spool() or len(self._memory) + len(payloads) > self._memory_cap:
                 self.spool.put([*self._memory, *payloads])  # older rows first: order is kept
@@ -92,6 +117,7 @@ class EventSink:
             else:
                 self._memory.extend(payloads)
             self._counters["submitted"] += len(payloads)
+            self._counters["incidents_submitted"] += incidents
             pending = len(self._memory)
         if pending >= self.config.batch_size or (self.config.durable_submit and self._db_up):
             self._wake.set()
@@ -115,6 +141,28 @@ class EventSink:
             keyframe_raw_path=paths.get("raw", record.keyframe_raw_path),
             keyframe_annotated_path=paths.get("annotated", record.keyframe_annotated_path),
         )
+
+    def _store_incident_keyframes(self, record: IncidentRecord) -> IncidentRecord:
+        """Write each stage's pictures as ``<incident_id>-<stage>`` and keep their paths, not the bytes."""
+        paths = {stage: dict(kinds) for stage, kinds in record.keyframe_paths.items()}
+        day = as_utc(record.started_at).date()  # type: ignore[union-attr]
+        for stage, jpegs in record.keyframes.items():
+            saved = self.keyframes.save(
+                record.site, record.camera_id, day, f"{record.incident_id}-{stage}", dict(jpegs)
+            )
+            if saved:
+                paths.setdefault(stage, {}).update(saved)
+        return replace(record, keyframes={}, keyframe_paths=paths)
+
+    def open_incidents(self, camera_id: str) -> list[IncidentRecord]:
+        """The camera's open incidents, for its analytics to resume from after a restart.
+
+        Writes what waits first, so records still queued here are in what is read; raises when the
+        database cannot be read (the caller retries: resuming from partial data would duplicate
+        incidents).
+        """
+        self.flush()
+        return self.store.incidents.open_for_camera(camera_id)
 
     # ------------------------------------------------------------------ output
     def flush(self) -> int:
@@ -146,32 +194,45 @@ class EventSink:
         return written
 
     def _write(self, payloads: list[str]) -> int:
-        """Upsert one batch; bad rows are isolated and rejected, transient errors propagate."""
-        records: list[tuple[str, EventRecord]] = []
+        """Upsert one batch (one transaction, one statement per table); bad rows are isolated and
+        rejected, transient errors propagate."""
+        records: list[tuple[str, Record]] = []
         for payload in payloads:
             try:
-                records.append((payload, EventRecord.from_json(payload)))
+                record: Record = (
+                    IncidentRecord.from_json(payload)
+                    if is_incident_payload(payload)
+                    else EventRecord.from_json(payload)
+                )
+                records.append((payload, record))
             except Exception as exc:
                 self._reject(payload, exc)
         try:
-            self.store.upsert([r for _, r in records])
-            written = len(records)
+            self._write_records([r for _, r in records])
+            done = [r for _, r in records]
         except Exception as exc:
             if is_transient(exc):
                 raise
-            written = 0
+            done = []
             for payload, record in records:
                 try:
-                    self.store.upsert([record])
-                    written += 1
+                    self._write_records([record])
+                    done.append(record)
                 except Exception as row_exc:
                     if is_transient(row_exc):
                         raise
                     self._reject(payload, row_exc)
+        written = len(done)
         with self._lock:
             self._counters["written"] += written
+            self._counters["incidents_written"] += sum(isinstance(r, IncidentRecord) for r in done)
             self._last_write_at = datetime.now(UTC)
         return written
+
+    def _write_records(self, records: list[Record]) -> None:
+        incidents = [r for r in records if isinstance(r, IncidentRecord)]
+        events = [r for r in records if not isinstance(r, IncidentRecord)]
+        self.store.write_batch(events, incidents)
 
     def _reject(self, payload: str, exc: BaseException) -> None:
         """Keep a row the database will never take, with the reason, out of the queue."""
@@ -183,7 +244,8 @@ class EventSink:
             os.fsync(fh.fileno())
         with self._lock:
             self._counters["rejected"] += 1
-        logger.error("event rejected by the database path=%s error=%s", path, _describe(exc))
+        kind = "incident" if '"record":"incident"' in payload else "event"
+        logger.error("%s rejected by the database path=%s error=%s", kind, path, _describe(exc))
 
     def _mark_down(self, exc: BaseException) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""A bounded, durable, ordered on-disk queue: where events wait while the database is down.
+"""A bounded, durable, ordered on-disk queue: where records (events and incidents) wait while the database is down.
 
 One SQLite file in ``SinkConfig.spool_dir`` (synchronous=FULL, so a committed put is on disk),
 rows in insertion order. Readers ``peek`` a batch and ``ack`` it only after the database took it,
@@ -26,7 +26,7 @@ class SpoolFull(RuntimeError):
 
 
 class Spool:
-    """Durable FIFO of text payloads (one JSON event each); thread-safe."""
+    """Durable FIFO of text payloads (one JSON record each: an event, or an incident marked as one); thread-safe."""
 
     def __init__(self, directory: Path | str, max_events: int) -> None:
         if max_events < 1:

@@ -22,12 +22,14 @@ from trtseg.analytics.evidence import SNAPSHOT_EVERY_S, Snapshot, keyframe_jpegs
 from trtseg.analytics.geometry import ZoneRaster
 from trtseg.analytics.incidents import IncidentBook, OpenIncident, result_text
 from trtseg.analytics.records import IncidentRecord
+from trtseg.analytics.relink import TrackRelinker, box_iou
 from trtseg.analytics.rules import FrameView, build_evaluators
 from trtseg.analytics.tracking import ObjectTracker
 from trtseg.config.analytics import RuleBase
 from trtseg.config.camera import CameraConfig
 from trtseg.detections import Detections
 from trtseg.frames import Frame
+from trtseg.keyframes import encode_jpeg
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +60,6 @@ class _Orphan:
     box: np.ndarray | None
 
 
-def _box_iou(a: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1, y1 = np.maximum(a[0], boxes[:, 0]), np.maximum(a[1], boxes[:, 1])
-    x2, y2 = np.minimum(a[2], boxes[:, 2]), np.minimum(a[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
-    return inter / np.maximum(area(a) + area(boxes) - inter, 1e-9)
-
-
 class CameraAnalytics:
     """Tracks objects and judges the camera's rules; not thread-safe (one per camera, frame order)."""
 
@@ -83,6 +77,7 @@ class CameraAnalytics:
         for problem in rule_class_problems(camera, names):
             logger.warning("rule class unknown camera=%s problem=%s", camera.id, problem)
         self.tracker = ObjectTracker(self.config.tracker)
+        self.relinker = TrackRelinker()
         self.zones = {z.name: ZoneRaster(z.name, z.points) for z in self.config.zones}
         self._evaluators = build_evaluators(self.config, list(camera.classes))
         self._rules = {rule.name: rule for rule in self.config.rules}
@@ -94,6 +89,7 @@ class CameraAnalytics:
         self._backwards_logged = False
         self._frame: Frame | None = None
         self._snapshot: Snapshot | None = None
+        self._raw_jpeg: tuple[np.ndarray, bytes] | None = None
         self._zone_counts: dict[str, dict[str, int]] = {}
         self._orphans: list[_Orphan] = []
         self._orphan_deadline = 0.0
@@ -119,6 +115,11 @@ class CameraAnalytics:
             tracked = self.tracker.update(detections, self.clock)
         else:  # one 'track' per class, as events have it: incidents per (rule, class)
             tracked = Detections(**{**_fields(detections), "tracker_ids": -(detections.class_ids.astype(np.int64) + 1)})
+        if len(tracked) and self.config.tracker.enabled:
+            ids = self.relinker.identities(
+                tracked.tracker_ids.tolist(), tracked.class_names, tracked.boxes, self.clock
+            )  # fmt: skip
+            tracked.tracker_ids = np.asarray(ids, np.int64)
         tracked_at = time.perf_counter()
         view = FrameView(tracked, self.zones, self.clock, frame.capture_ts)
         self._frame = frame
@@ -131,7 +132,7 @@ class CameraAnalytics:
             horizon = self.clock - 4.0 * (self.config.tracker.lost_track_s + MIN_GAP_CAP_S)
             for evaluator in self._evaluators:
                 evaluator.forget_older_than(horizon)
-        self._frame = None
+        self._frame, self._raw_jpeg = None, None
         done = time.perf_counter()
         self._note_time(tracked_at - started, done - tracked_at, len(tracked))
         return out
@@ -159,6 +160,7 @@ class CameraAnalytics:
             "incidents_opened_alert": self.book.opened["alert"],
             "incidents_opened_detection": self.book.opened["detection"],
             "incidents_escalated": self.book.escalated,
+            "tracks_relinked": self.relinker.relinked,
             "tracks": dict(tracker_stats) if isinstance(tracker_stats, dict) else {},
         }
 
@@ -194,9 +196,12 @@ class CameraAnalytics:
             image = snapshot.image
         else:
             image, detections = self._frame.image, incident.last_detection
+        # Incidents opened (or closed) together share one picture: its raw JPEG is encoded once.
+        if self._raw_jpeg is None or self._raw_jpeg[0] is not image:
+            self._raw_jpeg = (image, encode_jpeg(image, self.jpeg_quality))
         return keyframe_jpegs(
             image, detections, self._rule_shapes(incident.rule), result_text(incident),
-            incident.severity == "alert", self.jpeg_quality,
+            incident.severity == "alert", self.jpeg_quality, raw=self._raw_jpeg[1],
         )  # fmt: skip
 
     def _rule_shapes(self, rule: RuleBase) -> list[tuple[str, list[tuple[float, float]], bool]]:
@@ -275,7 +280,7 @@ class CameraAnalytics:
         same = [i for i, name in enumerate(view.names) if name == orphan.record.class_name]
         if not same:
             return None
-        ious = _box_iou(orphan.box, view.tracked.boxes[same].astype(np.float64))
+        ious = box_iou(orphan.box, view.tracked.boxes[same].astype(np.float64))
         best = int(np.argmax(ious))
         return same[best] if ious[best] >= RESUME_MIN_IOU else None
 

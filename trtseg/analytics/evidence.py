@@ -62,9 +62,10 @@ def keyframe_jpegs(
     caption: str,
     alert: bool,
     quality: int,
+    raw: bytes | None = None,
 ) -> dict[str, bytes]:
-    """{'raw': JPEG, 'annotated': JPEG} of one stage of one incident."""
+    """{'raw': JPEG, 'annotated': JPEG} of one stage of one incident (``raw``: the picture already encoded)."""
     return {
-        "raw": encode_jpeg(image, quality),
+        "raw": raw if raw is not None else encode_jpeg(image, quality),
         "annotated": encode_jpeg(annotated_keyframe(image, detections, shapes, caption, alert), quality),
     }

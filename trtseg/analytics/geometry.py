@@ -24,19 +24,22 @@ class ZoneRaster:
     def __init__(self, name: str, points: Sequence[tuple[float, float]]) -> None:
         self.name = name
         self.points = np.asarray(points, np.float64).reshape(-1, 2)
-        self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def mask(self, shape: tuple[int, int]) -> np.ndarray:
-        """(H, W) bool: the polygon's pixels at this frame size."""
+    def _raster(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         found = self._cache.get(shape)
         if found is None:
             height, width = shape
             pixels = np.round(self.points * (width, height)).astype(np.int32)
             canvas = np.zeros(shape, np.uint8)
             cv2.fillPoly(canvas, [pixels], 1)
-            found = canvas.view(bool)
+            found = (canvas.view(bool), cv2.integral(canvas, sdepth=cv2.CV_32S))
             self._cache = {shape: found}  # one size at a time: a camera changes size rarely
         return found
+
+    def mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """(H, W) bool: the polygon's pixels at this frame size."""
+        return self._raster(shape)[0]
 
     def pixel_polygon(self, shape: tuple[int, int]) -> np.ndarray:
         """(K, 1, 2) int32 vertices in pixels, for drawing."""
@@ -46,14 +49,26 @@ class ZoneRaster:
     def inside_fractions(self, detections: Detections) -> np.ndarray:
         """(N,) share of each instance's mask inside the polygon (of its box, when there are no masks)."""
         shape = detections.frame_shape
-        zone = self.mask(shape)
+        zone, integral = self._raster(shape)
         out = np.zeros(len(detections), np.float64)
-        if detections.masks is not None:
-            for k, (x0, y0, crop) in enumerate(detections.masks):
+        masks = detections.masks
+        if masks is not None:
+            # A crop wholly inside or outside the polygon (its window's zone pixels, from the integral
+            # image, are all or none) needs no pixel count: most objects, most frames.
+            rects, offsets, data = masks.rects.tolist(), masks.offsets.tolist(), masks.data
+            for k, ((x0, y0, w, h), start) in enumerate(zip(rects, offsets, strict=True)):
+                if not w or not h:
+                    continue
+                covered = int(integral[y0 + h, x0 + w] - integral[y0, x0 + w] - integral[y0 + h, x0] + integral[y0, x0])
+                if covered == 0:
+                    continue
+                crop = data[start : start + w * h].reshape(h, w)
+                if covered == w * h:
+                    out[k] = 1.0 if crop.any() else 0.0
+                    continue
                 area = np.count_nonzero(crop)
                 if area:
-                    window = zone[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]]
-                    out[k] = np.count_nonzero(window & crop) / area
+                    out[k] = np.count_nonzero(zone[y0 : y0 + h, x0 : x0 + w] & crop) / area
             return out
         height, width = shape
         for k, (x1, y1, x2, y2) in enumerate(detections.boxes.tolist()):

@@ -287,8 +287,8 @@ class CrossingEvaluator(Evaluator):
             side = side_of_line(point, self.line)
             if side == 0:
                 continue
-            if side == state.stable:
-                state.candidate, state.candidate_frames, state.stable_point = 0, 0, point
+            if side == state.stable or state.stable == 0:  # the first side seen is where the track starts
+                state.stable, state.candidate, state.candidate_frames, state.stable_point = side, 0, 0, point
                 continue
             if side != state.candidate:
                 state.candidate, state.candidate_frames, state.candidate_point = side, 0, point
@@ -297,8 +297,8 @@ class CrossingEvaluator(Evaluator):
                 continue
             previous, before = state.stable, state.stable_point
             state.stable, state.stable_point, state.candidate, state.candidate_frames = side, point, 0, 0
-            if previous == 0 or before is None or state.candidate_point is None:
-                continue  # first side learnt: no crossing yet
+            if before is None or state.candidate_point is None:
+                continue
             if not segments_intersect(before, state.candidate_point, *self.line):
                 continue  # went around the segment's end
             direction = "left_to_right" if previous > 0 else "right_to_left"

@@ -1,6 +1,8 @@
-"""Event storage and the camera registry: MySQL/MariaDB or embedded SQLite through one SQLAlchemy Core code path."""
+"""Events, incidents and the camera registry: MySQL/MariaDB or embedded SQLite through one SQLAlchemy Core code path."""
 
 from trtseg.db.cameras import CameraRegistry, StoredCamera, merge_cameras
+from trtseg.db.incident_models import AckResult, IncidentOut, IncidentPage, IncidentQuery
+from trtseg.db.incidents import IncidentStore
 from trtseg.db.migrations import LATEST as SCHEMA_VERSION
 from trtseg.db.migrations import MigrationError
 from trtseg.db.models import CursorError, EventCount, EventOut, EventPage, EventQuery
@@ -9,6 +11,7 @@ from trtseg.db.url import DatabaseUrlError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AckResult",
     "CameraRegistry",
     "CursorError",
     "DatabaseUrlError",
@@ -17,6 +20,10 @@ __all__ = [
     "EventPage",
     "EventQuery",
     "EventStore",
+    "IncidentOut",
+    "IncidentPage",
+    "IncidentQuery",
+    "IncidentStore",
     "MigrationError",
     "RecordError",
     "StoredCamera",

@@ -4,22 +4,29 @@ A migration runs under a lock (MySQL ``GET_LOCK``; a file lock next to a SQLite 
 ``schema_version`` again inside the lock and creates objects with ``checkfirst``, so re-running,
 or two processes starting together, apply each step exactly once. New steps go at the end of
 ``MIGRATIONS`` and use explicit DDL (the tables in schema.py describe the newest shape).
+
+Stored camera configurations (the ``cameras`` registry) are data in the shape of this code's
+``CameraConfig``, whose sections refuse unknown keys: a step that changes configuration rewrites
+them (``_rewrite_cameras``) so a stored camera keeps running after the upgrade.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
-from trtseg.db.schema import cameras, events, schema_version
+from trtseg.db.schema import cameras, events, incidents, schema_version
 from trtseg.db.url import sqlite_path
 
 logger = logging.getLogger(__name__)
@@ -48,9 +55,15 @@ def _v2_cameras(conn: Connection) -> None:
     cameras.create(conn, checkfirst=True)
 
 
+def _v3_incidents(conn: Connection) -> None:
+    incidents.create(conn, checkfirst=True)
+    _rewrite_cameras(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events table with site/camera/class time indexes", _v1_events),
     Migration(2, "cameras table: the camera registry (run-time changes, tombstones)", _v2_cameras),
+    Migration(3, "incidents table; stored cameras rewritten with their analytics section", _v3_incidents),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -61,8 +74,59 @@ def applied_versions(conn: Connection) -> set[int]:
     return {int(v) for v in conn.execute(sa.select(schema_version.c.version)).scalars()}
 
 
-def migrate(engine: Engine) -> list[int]:
-    """Apply the missing migrations in order; returns the versions applied now (empty: up to date)."""
+def _rewrite_cameras(conn: Connection) -> dict[str, list[str]]:
+    """Validate every stored camera against today's ``CameraConfig`` and write it back in today's shape.
+
+    A row that does not validate is kept exactly as it is and logged as an error naming the camera
+    and the fields: deleting it would lose the operator's camera for good, and rewriting it would
+    have to guess. The registry goes on skipping it at load (the YAML's camera with its id, if any,
+    runs instead) until it is fixed with ``PUT /cameras/{id}``, and a later version that can read it
+    still finds it. Returns the ids rewritten, unchanged and kept invalid.
+    """
+    from trtseg.config.camera import CameraConfig  # configuration models are only needed here
+
+    t = cameras.c
+    stmt = sa.select(t.camera_id, sa.type_coerce(t.config, sa.Text()).label("config"), t.removed)
+    outcome: dict[str, list[str]] = {"rewritten": [], "unchanged": [], "invalid": []}
+    for row in conn.execute(stmt.order_by(t.camera_id)).all():
+        if row.removed or row.config is None:
+            continue
+        try:
+            stored: Any = json.loads(row.config) if isinstance(row.config, str | bytes) else row.config
+            camera = CameraConfig.model_validate(stored)
+            if camera.id != row.camera_id:
+                raise ValueError(f"its JSON names camera '{camera.id}'")
+        except (ValueError, TypeError, ValidationError) as exc:  # JSONDecodeError and ValidationError included
+            reason = str(exc).replace("\n", "; ")[:500]
+            outcome["invalid"].append(row.camera_id)
+            logger.error(
+                "stored camera does not validate; row kept unchanged, the camera does not run until it is "
+                "fixed (PUT /cameras/{id}) camera=%s reason=%s",
+                row.camera_id,
+                reason,
+                extra={"camera_id": row.camera_id, "reason": reason},
+            )
+            continue
+        dumped = camera.model_dump(mode="json")
+        if dumped == stored:
+            outcome["unchanged"].append(row.camera_id)
+            continue
+        conn.execute(cameras.update().where(t.camera_id == row.camera_id).values(config=dumped))
+        outcome["rewritten"].append(row.camera_id)
+    logger.info(
+        "stored cameras rewritten rewritten=%d unchanged=%d invalid=%d invalid_ids=%s",
+        len(outcome["rewritten"]),
+        len(outcome["unchanged"]),
+        len(outcome["invalid"]),
+        ",".join(outcome["invalid"]) or "-",
+        extra={key: len(ids) for key, ids in outcome.items()},
+    )
+    return outcome
+
+
+def migrate(engine: Engine, target: int | None = None) -> list[int]:
+    """Apply the missing migrations in order, up to ``target`` (default: all); returns the versions
+    applied now (empty: up to date). ``target`` exists for upgrade tests that build an older schema."""
     done: list[int] = []
     with _locked(engine) as conn:
         schema_version.create(conn, checkfirst=True)
@@ -72,7 +136,7 @@ def migrate(engine: Engine) -> list[int]:
         if newer:
             raise MigrationError(f"database schema version {newer[-1]} is newer than this code's {LATEST}; upgrade")
         for step in MIGRATIONS:
-            if step.version in have:
+            if step.version in have or (target is not None and step.version > target):
                 continue
             step.apply(conn)
             conn.execute(

@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,6 +25,12 @@ MAX_LIMIT = 500
 
 class CursorError(ValueError):
     """A pagination cursor that is malformed or belongs to another query."""
+
+
+class Paged(Protocol):
+    """A listing query a cursor can be tied to (events, incidents)."""
+
+    def digest(self) -> str: ...
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -125,14 +131,14 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def encode_cursor(started_at: datetime, row_id: int, query: EventQuery) -> str:
+def encode_cursor(started_at: datetime, row_id: int, query: Paged) -> str:
     started = as_utc(started_at)
     assert started is not None
     payload = {"s": started.isoformat(), "i": int(row_id), "q": query.digest()}
     return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, query: EventQuery) -> tuple[datetime, int]:
+def decode_cursor(cursor: str, query: Paged) -> tuple[datetime, int]:
     """The (started_at, id) a cursor continues after; CursorError when it is not this query's."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))

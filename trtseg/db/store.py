@@ -1,5 +1,9 @@
 """EventStore: the one class that reads and writes events (SQLAlchemy Core, no ORM).
 
+Incidents live in the same database: ``EventStore.incidents`` is their IncidentStore
+(trtseg.db.incidents) on the same engine, and ``write_batch`` writes events and incidents in one
+transaction (the sink's batches hold both).
+
 Writes are idempotent upserts on ``event_id`` whose update rules only move an event forward (a
 closed event never reopens, best confidence only grows, last-seen only advances), so the sink can
 replay a spooled batch any number of times in any order without harm.
@@ -13,7 +17,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import SecretStr
@@ -25,6 +29,10 @@ from trtseg.db.migrations import migrate as run_migrations
 from trtseg.db.models import EventCount, EventOut, EventPage, EventQuery, GroupKey, as_utc, decode_cursor, encode_cursor
 from trtseg.db.url import create_engine, ensure_mysql_database, is_sqlite, normalise_url
 from trtseg.events import EventRecord
+
+if TYPE_CHECKING:
+    from trtseg.analytics.records import IncidentRecord
+    from trtseg.db.incidents import IncidentStore
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +155,16 @@ class EventStore:
         self.url = normalise_url(raw)
         self.engine: Engine = create_engine(self.url)
         self.dialect = "sqlite" if is_sqlite(self.url) else "mysql"
+        self._incidents: IncidentStore | None = None
+
+    @property
+    def incidents(self) -> IncidentStore:
+        """The incidents of this database (same engine; ``migrate`` creates their table too)."""
+        if self._incidents is None:
+            from trtseg.db.incidents import IncidentStore  # it imports this module's RecordError
+
+            self._incidents = IncidentStore(self.engine)
+        return self._incidents
 
     def __repr__(self) -> str:
         return f"EventStore({self.url.render_as_string(hide_password=True)})"
@@ -179,6 +197,21 @@ class EventStore:
             for start in range(0, len(rows), ROWS_PER_STATEMENT):
                 conn.execute(self._upsert_statement(rows[start : start + ROWS_PER_STATEMENT]))
         return len(rows)
+
+    def write_batch(self, events: Sequence[EventRecord], incidents: Sequence[IncidentRecord]) -> int:
+        """Upsert events and incidents in one transaction, one statement per table (per few hundred rows);
+        returns the number of records. Every record is checked before anything is written."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        event_rows = [record_to_row(r, now) for r in events]
+        incident_rows = self.incidents.rows(incidents, now)
+        if not event_rows and not incident_rows:
+            return 0
+        with self.engine.begin() as conn:
+            for start in range(0, len(event_rows), ROWS_PER_STATEMENT):
+                conn.execute(self._upsert_statement(event_rows[start : start + ROWS_PER_STATEMENT]))
+            if incident_rows:
+                self.incidents.upsert_rows(conn, incident_rows)
+        return len(event_rows) + len(incident_rows)
 
     def _upsert_statement(self, rows: list[dict[str, Any]]) -> Any:
         if self.dialect == "mysql":

@@ -1,0 +1,30 @@
+"""TrackRelinker: a new track where a lost one of the same class just was keeps its identity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trtseg.analytics.relink import TrackRelinker
+
+CABLE = np.array([[10, 10, 50, 90]], np.float32)
+
+
+def test_a_new_track_in_a_lost_tracks_place_takes_its_identity() -> None:
+    relinker = TrackRelinker(window_s=3.0, min_iou=0.4)
+    assert relinker.identities([1], ["charging_cable"], CABLE, 0.0) == [1]
+    assert relinker.identities([], [], np.zeros((0, 4)), 0.5) == []
+    assert relinker.identities([7], ["charging_cable"], CABLE + 2, 1.0) == [1]
+    assert relinker.identities([7], ["charging_cable"], CABLE + 3, 1.2) == [1] and relinker.relinked == 1
+
+
+def test_no_relink_for_another_class_another_place_a_present_track_or_too_late() -> None:
+    relinker = TrackRelinker(window_s=3.0, min_iou=0.4)
+    relinker.identities([1], ["charging_cable"], CABLE, 0.0)
+    assert relinker.identities([2], ["person"], CABLE, 0.5) == [2]  # another class
+    assert relinker.identities([3], ["charging_cable"], CABLE + 100, 0.6) == [3]  # elsewhere
+    both = np.concatenate([CABLE, CABLE + 1])
+    assert relinker.identities([1, 4], ["charging_cable"] * 2, both, 0.7) == [1, 4]  # 1 is still there
+    late = TrackRelinker(window_s=3.0)
+    late.identities([1], ["charging_cable"], CABLE, 0.0)
+    assert late.identities([5], ["charging_cable"], CABLE, 3.5) == [5]
+    assert late.relinked == 0 and relinker.relinked == 0
