@@ -33,7 +33,9 @@ import ray
 from actors.common import EndpointPoll, identity, limit_cv_threads
 from engines.gpu.memory import CudaPageLocker
 from trtseg.channel import PageLocker, channel_available
+from trtseg.clips.camera import CameraClips
 from trtseg.config import CameraConfig
+from trtseg.config.clips import EvidenceConfig
 from trtseg.decode import CameraDecoder
 from trtseg.decode_nvdec import NvdecCameraDecoder, NvdecUnavailable, make_decoder
 from trtseg.handoff import ChannelHandoff
@@ -45,6 +47,9 @@ logger = logging.getLogger(__name__)
 TAKE_TIMEOUT_S = 0.5
 WAIT_TIMEOUT_S = 1.0
 PUSHER_WAIT_S = 0.05
+# The decoder tells its pusher where to send clip requests, and again this often: a pusher that
+# Ray restarted has forgotten (it queues requests meanwhile).
+ANNOUNCE_EVERY_S = 10.0
 
 
 def _page_locker(decoder: CameraDecoder) -> PageLocker | None:
@@ -56,6 +61,12 @@ def _page_locker(decoder: CameraDecoder) -> PageLocker | None:
     except ImportError:  # the decoder fails with the fix in its stats; the ring needs no locker
         return None
     return CudaPageLocker(cupy, decoder.gpu_id)
+
+
+def _clip_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """What health pages need of a camera's clips: whether writing works, counts, the last error."""
+    keys = ("enabled", "unsupported", "ok", "clips", "failures", "capped", "last_error")
+    return {key: stats.get(key) for key in keys} | {"recording": stats.get("recording") is not None}
 
 
 def _add_channel_figures(figures: dict[str, int], handoff: ChannelHandoff) -> None:
@@ -76,6 +87,7 @@ class DecoderActor:
         frames_in_flight: int = 2,
         file_dir: str | Path | None = None,
         transport: str = "auto",
+        evidence: EvidenceConfig | None = None,
     ) -> None:
         self.camera = camera
         self._identity = identity("decoder", camera.id)
@@ -93,6 +105,10 @@ class DecoderActor:
         # The segmenter and the pusher read frames in host memory, by either route: NVDEC frames are
         # downloaded by the decoder (object store) or straight into the channel's page-locked ring.
         self.decoder = make_decoder(camera, file_dir=file_dir, host_frames=True)
+        # Incident clips: the decoder's demuxed packets in a rolling buffer, cut into MP4s on request.
+        self.clips = CameraClips.for_camera(camera, evidence)
+        if self.clips is not None:
+            self.clips.attach(self.decoder)
         self._handoff: ChannelHandoff | None = None
         if transport == "auto" and channel_available():
             self._handoff = self._new_handoff()
@@ -104,6 +120,8 @@ class DecoderActor:
             logger.error("decoder cannot start camera=%s error=%s", camera.id, error)
         self._thread = threading.Thread(target=self._drive, name=f"drive-{camera.id}", daemon=True)
         self._thread.start()
+        if self.clips is not None and pusher is not None:
+            threading.Thread(target=self._announce, name=f"announce-{camera.id}", daemon=True).start()
         logger.info("decoder started camera=%s node=%s", camera.id, self._identity["node_id"])
 
     def ping(self) -> dict[str, Any]:
@@ -115,6 +133,20 @@ class DecoderActor:
         handoff = self._handoff
         if handoff is not None:
             handoff.reset_segmenter(EndpointPoll(segmenter) if segmenter is not None else None)
+
+    def clip_start(self, incident_id: str, opened_ts: float) -> str | None:
+        """Record a clip of ``incident_id`` from pre-capture before ``opened_ts`` (epoch s); its recording id."""
+        return self.clips.start(incident_id, opened_ts) if self.clips is not None else None
+
+    def clip_stop(self, incident_id: str, closed_ts: float) -> bool:
+        """``incident_id`` closed at ``closed_ts``: its clip ends post-capture after the last of its incidents."""
+        return self.clips.stop(incident_id, closed_ts) if self.clips is not None else False
+
+    def clip_stats(self) -> dict[str, Any]:
+        """The camera's clip buffer and recorder: recordings, failures, last error, last clip."""
+        if self.clips is None:
+            return {"enabled": False, "unsupported": None}
+        return self.clips.stats()
 
     def stats(self) -> dict[str, Any]:
         decoder = self.decoder.stats()
@@ -133,12 +165,15 @@ class DecoderActor:
             "frames_in_flight_limit": self._limit,
             "pipeline_last_error": self._last_error,
             "driving": self._thread.is_alive(),
+            **({"clips": _clip_summary(self.clips.stats())} if self.clips is not None else {}),
         }
 
     def stop(self) -> dict[str, Any]:
         """Stop decoding and wait (bounded) for frames in flight to reach the pusher."""
         self._stop.set()
         self.decoder.stop()
+        if self.clips is not None:  # the clip in progress ends with what the buffer holds
+            self.clips.close()
         self._thread.join(timeout=10.0)
         if self._in_flight:
             ray.wait(list(self._in_flight), num_returns=len(self._in_flight), timeout=10.0)
@@ -151,6 +186,16 @@ class DecoderActor:
         return figures
 
     # ---------------------------------------------------------------- driver thread
+    def _announce(self) -> None:
+        """Give the pusher this actor's handle for clip requests, now and every ANNOUNCE_EVERY_S."""
+        me = ray.get_runtime_context().current_actor
+        while not self._stop.is_set():
+            try:
+                self._pusher.set_decoder.remote(me)
+            except Exception as error:  # the pusher is restarting: the next round tells it
+                logger.debug("clip announce failed camera=%s error=%s", self.camera.id, error)
+            self._stop.wait(ANNOUNCE_EVERY_S)
+
     def _new_handoff(self) -> ChannelHandoff:
         camera = self.camera
         classes = tuple(camera.classes) if camera.classes else None
@@ -272,3 +317,12 @@ class DecoderActor:
                 self._reported[key] += delta
         self._metrics.gauge("fps_in", float(decoder.get("fps_in", 0.0)))
         self._metrics.gauge("reconnects", float(decoder.get("reconnects", 0)))
+        clips = self.clips
+        if clips is not None:  # trtseg_clips_written, trtseg_clip_failures, trtseg_clip_buffer_bytes
+            figures = clips.recorder.figures
+            for key, metric in (("clips", "clips_written"), ("failures", "clip_failures")):
+                delta = int(figures[key]) - self._reported.get(metric, 0)
+                if delta > 0:
+                    self._metrics.count(metric, delta)
+                    self._reported[metric] = self._reported.get(metric, 0) + delta
+            self._metrics.gauge("clip_buffer_bytes", float(clips.ring.stats()["bytes"]))

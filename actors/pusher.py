@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import ray
 
+from actors.clips import ClipLink
 from actors.common import identity, limit_cv_threads
 from trtseg.analytics.records import IncidentRecord
 from trtseg.channel import Listener, channel_available, new_address
@@ -21,13 +23,14 @@ from trtseg.config import CameraConfig, PusherConfig
 from trtseg.detections import Detections
 from trtseg.frames import Frame
 from trtseg.handoff import DETECTIONS_TIMEOUT_S, LOG_EVERY, Endpoint, serve_frames
-from trtseg.metrics import CameraMetrics
+from trtseg.metrics import AnalyticsMetrics, CameraMetrics
 from trtseg.outbox import Record, RecordOutbox
 from trtseg.pipeline import CameraOutput, stream_targets
 
 logger = logging.getLogger(__name__)
 
-RESUME_TIMEOUT_S = 10.0
+RESUME_TIMEOUT_S = 30.0
+RESUME_RETRY_S = 2.0
 
 
 @ray.remote(concurrency_groups={"pipeline": 1, "query": 4})
@@ -41,7 +44,9 @@ class PusherActor:
         self._sink = sink
         self._pending_events: list[Any] = []
         self._metrics = CameraMetrics(camera.id)
+        self._analytics_metrics = AnalyticsMetrics(camera.id)
         self._outbox = RecordOutbox(self._send_events)
+        self._clips = ClipLink(camera.clips, camera.id)  # incident clips, cut by the camera's decoder actor
         self.output = CameraOutput(
             camera, pusher, names, on_events=self._outbox.put, resume=self._open_incidents(camera.id)
         )
@@ -101,6 +106,11 @@ class PusherActor:
             )
 
     @ray.method(concurrency_group="query")
+    def set_decoder(self, decoder: Any) -> None:
+        """The camera's decoder actor announces itself (at start and every few seconds): clip requests go there."""
+        self._clips.set_decoder(decoder)
+
+    @ray.method(concurrency_group="query")
     def latest_jpeg(self) -> bytes | None:
         return self.output.latest_jpeg()
 
@@ -116,7 +126,12 @@ class PusherActor:
     def stats(self) -> dict[str, Any]:
         figures = self.output.stats()
         self._metrics.gauge("fps_out", float(figures.get("fps_out", 0.0)))
-        return {**figures, "events_unconfirmed": len(self._pending_events)}
+        analytics, tracks = figures.get("analytics", {}), figures.get("analytics", {}).get("tracks", {})
+        self._analytics_metrics.zone_counts(figures.get("zone_counts", {}))
+        self._analytics_metrics.tracks(int(tracks.get("confirmed", 0)), int(tracks.get("lost", 0)))
+        self._analytics_metrics.tracker_ms(float(analytics.get("tracker_ms", 0.0)))
+        self._analytics_metrics.rules_ms(float(analytics.get("rules_ms", 0.0)))
+        return {**figures, "events_unconfirmed": len(self._pending_events), "clip_requests": self._clips.stats()}
 
     @ray.method(concurrency_group="pipeline")
     def close(self) -> dict[str, Any]:
@@ -130,20 +145,27 @@ class PusherActor:
         self.output.close()
         self._outbox.flush()
         self._confirm_events(wait_s=10.0)
+        self._clips.reap(wait_s=2.0)
         return self.output.stats()
 
     def _open_incidents(self, camera_id: str) -> list[IncidentRecord]:
         """Incidents this camera left open (a restart, a move to another node): they resume, not reopen."""
         if self._sink is None:
             return []
-        try:
-            return list(ray.get(self._sink.open_incidents.remote(camera_id), timeout=RESUME_TIMEOUT_S))
-        except Exception as error:  # the camera runs regardless; unresumed incidents close as unseen
-            logger.warning("open incidents not resumed camera=%s error=%s", camera_id, error)
-            return []
+        deadline = time.monotonic() + RESUME_TIMEOUT_S
+        while True:  # the sink writes its backlog first and refuses while the database is down
+            try:
+                return list(ray.get(self._sink.open_incidents.remote(camera_id), timeout=RESUME_TIMEOUT_S))
+            except Exception as error:  # the camera runs regardless; its old incidents stay open in the database
+                if time.monotonic() >= deadline:
+                    logger.warning("open incidents not resumed camera=%s error=%s", camera_id, error)
+                    return []
+                time.sleep(RESUME_RETRY_S)
 
     def _send_events(self, records: list[Record]) -> None:
+        self._clips.send(records)  # openings and closes of incidents whose severity gets clips (never blocks)
         self._metrics.count("events", sum(not isinstance(r, IncidentRecord) for r in records))
+        self._analytics_metrics.incidents(r for r in records if isinstance(r, IncidentRecord))
         if self._sink is None:
             return
         self._pending_events.append(self._sink.submit.remote(records))

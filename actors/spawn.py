@@ -87,5 +87,13 @@ def new_camera_actors(
         max_task_retries=-1,
         **_affinity(node_id),
         **(NVDEC_DECODER_OPTIONS if camera.decoder == "nvdec" else {}),
-    ).remote(camera, segmenter, pusher, config.cluster.frames_in_flight, file_dir, config.cluster.frame_transport)
+    ).remote(
+        camera,
+        segmenter,
+        pusher,
+        config.cluster.frames_in_flight,
+        file_dir,
+        config.cluster.frame_transport,
+        config.evidence,
+    )
     return decoder, pusher

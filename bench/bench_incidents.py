@@ -9,9 +9,9 @@ of ``--outside`` (rules: ``cable_danger`` at least 40 % outside, an alert; ``cab
 80 % inside), a person waiting T s in ``waiting_area`` for each T of ``--dwell`` (rule ``dwell``:
 3 s with at least half the mask inside), people crossing ``door_line`` both ways (``cross_lr``,
 ``cross_rl``), and a ``--long-seconds`` sequence with all of it and many occlusions. Each frame
-inferred at ``--fps`` goes through the demo model (``engines.SegmentationEngine``) and
-``trtseg.analytics.camera.CameraAnalytics``; the incidents it reports are matched to those the truth
-implies (``bench/incident_metrics.py``).
+inferred at ``--fps`` goes through the demo model (``engines.gpu.pipeline.create_engine``: the GPU
+pipeline for GPU backends) and ``trtseg.analytics.camera.CameraAnalytics``; the incidents it reports
+are matched to those the truth implies (``bench/incident_metrics.py``).
 """
 
 from __future__ import annotations
@@ -245,11 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.verbose:
         logging.getLogger("trtseg").setLevel(logging.WARNING)
-    from engines.engine import SegmentationEngine
+    from engines.gpu.pipeline import create_engine  # what the segmentation actors use: GPU pipeline on cuda
     from trtseg.config import EngineConfig
 
     config = EngineConfig(model=args.model, backend=args.backend, device=args.device, precision=args.precision)
-    engine = SegmentationEngine(config).load()
+    engine = create_engine(config).load()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     started = time.monotonic()
     groups: dict[str, Score] = {}

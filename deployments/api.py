@@ -23,6 +23,7 @@ from trtseg.config import ApiConfig, PusherConfig
 from deployments import (
     routes_analytics,
     routes_cameras,
+    routes_clips,
     routes_events,
     routes_incidents,
     routes_infer,
@@ -104,11 +105,19 @@ def create_app(
     *,
     pusher: PusherConfig | None = None,
     keyframe_dir: Path | None = None,
+    clip_dir: Path | None = None,
+    outbound: Any = None,
 ) -> FastAPI:
     """The whole API. ``store`` is a migrated trtseg.db.EventStore; ``pusher`` gives the HLS directory;
-    ``keyframe_dir`` lets the API read key frames itself (else it asks the controller)."""
+    ``keyframe_dir`` lets the API read key frames itself (else it asks the controller); ``outbound``
+    (a GuardPolicy) is what camera source URLs set through the API may reach."""
     ctx = ApiContext(
-        control=control, store=store, config=config, pusher=pusher or PusherConfig(), keyframe_dir=keyframe_dir
+        control=control,
+        store=store,
+        config=config,
+        pusher=pusher or PusherConfig(),
+        keyframe_dir=keyframe_dir,
+        outbound=outbound,
     )
     app = FastAPI(
         title="trtseg",
@@ -130,6 +139,7 @@ def create_app(
     app.include_router(routes_cameras.build_router(read, write))
     app.include_router(routes_analytics.build_router(read, write))
     app.include_router(routes_incidents.build_router(read, write))
+    app.include_router(routes_clips.build_router(read, clip_dir))
     app.include_router(routes_events.build_router(read))
     app.include_router(routes_infer.build_router(write))
     _install_handlers(app, ctx)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 from trtseg.config import SystemConfig
+from trtseg.outbound.urlguard import cluster_ports, policy_from_config
 
 from deployments.api import create_app
 from deployments.control import ControlError, RayControlPlane
@@ -49,6 +50,8 @@ class ApiServer:
             self._config.api,
             pusher=self._config.pusher,
             keyframe_dir=self._config.sink.keyframe_dir,
+            clip_dir=self._config.evidence.clip_dir,
+            outbound=policy_from_config(self._config.outbound, cluster_ports(self._config)),
         )
 
 
@@ -57,6 +60,7 @@ def _absolute(config: SystemConfig) -> SystemConfig:
     data = config.model_copy(deep=True)
     data.pusher.hls_dir = data.pusher.hls_dir.resolve()
     data.sink.keyframe_dir = data.sink.keyframe_dir.resolve()
+    data.evidence.clip_dir = data.evidence.clip_dir.resolve()
     if data.api.file_source_dir is not None:
         data.api.file_source_dir = data.api.file_source_dir.resolve()
     return data

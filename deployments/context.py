@@ -23,6 +23,8 @@ class ApiContext:
     pusher: PusherConfig = field(default_factory=PusherConfig)
     keyframe_dir: Path | None = None
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
+    # What URLs the server may be made to reach on a caller's behalf (camera sources); None: not checked.
+    outbound: Any = None  # trtseg.outbound.urlguard.GuardPolicy
 
     @property
     def incidents(self) -> Any:

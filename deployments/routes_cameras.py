@@ -53,6 +53,15 @@ def check_source(ctx: ApiContext, camera: CameraConfig) -> None:
         validate_source(camera.source, ctx.config.file_source_dir)
     except ValueError as error:
         raise HTTPException(422, detail=f"source refused: {error}") from None
+    if ctx.outbound is not None and "://" in camera.source and not camera.source.startswith("file:"):
+        # The server connects to it on the caller's behalf: no link-local, metadata or own-cluster
+        # addresses (loopback only where outbound.allow_loopback says so), checked after resolution.
+        from trtseg.outbound.urlguard import NETWORK_SCHEMES, OutboundUrlError, check_url
+
+        try:
+            check_url(camera.source, field="source", policy=ctx.outbound, schemes=NETWORK_SCHEMES)
+        except OutboundUrlError as error:
+            raise HTTPException(422, detail=f"source refused: {error}") from None
 
 
 def _status(raw: dict[str, Any], camera_id: str | None = None) -> CameraStatus:

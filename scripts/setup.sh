@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up what trtseg needs on a Debian/Ubuntu machine: system packages (FFmpeg, and for the
-# tests a MariaDB server, an RTMP server, an RTSP server and Chromium) and a Python virtualenv.
+# tests a MariaDB server, an RTMP server, an RTSP server, an MQTT broker and Chromium) and a Python virtualenv.
 #   scripts/setup.sh          runtime only (the demo)
 #   scripts/setup.sh --test   runtime plus everything the test suite talks to
 set -euo pipefail
@@ -15,7 +15,7 @@ python=${PYTHON:-python3}
 if ! command -v "$python" >/dev/null || ! "$python" -c "import ensurepip, venv" 2>/dev/null; then
   runtime_pkgs+=(python3 python3-venv python3-pip)
 fi
-test_pkgs=(mariadb-server nginx-light libnginx-mod-rtmp chromium
+test_pkgs=(mariadb-server nginx-light libnginx-mod-rtmp chromium mosquitto
            python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
 
@@ -32,8 +32,9 @@ if (( ${#missing[@]} )); then
   echo "[setup] installing system packages: ${missing[*]}"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts nginx from its package; the tests run their own instances.
+  # Debian starts nginx and mosquitto from their packages; the tests run their own instances.
   $sudo_cmd systemctl disable --now nginx >/dev/null 2>&1 || $sudo_cmd service nginx stop >/dev/null 2>&1 || true
+  $sudo_cmd systemctl disable --now mosquitto >/dev/null 2>&1 || $sudo_cmd service mosquitto stop >/dev/null 2>&1 || true
 fi
 
 if [[ ! -x .venv/bin/python ]]; then

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import numpy as np
@@ -54,6 +54,21 @@ class RateMeter:
 
 class _Stop(Exception):
     """Raised inside the decode loop when stop() was asked."""
+
+
+class PacketTap(Protocol):
+    """Sees the video stream's packets as demuxed, before they are decoded (``trtseg.clips.PacketRing``).
+
+    Called on the decode thread: it must be quick and must not block; what it raises is counted
+    (``tap_errors``) and decoding goes on.
+    """
+
+    def begin_session(self, stream: Any) -> None: ...
+
+    def packet(self, packet: Any) -> None: ...
+
+
+TAP_LOG_EVERY = 1000
 
 
 class CameraDecoder:
@@ -103,6 +118,8 @@ class CameraDecoder:
         self._frames_in_session = 0
         self._session_first_raw: float | None = None
         self._session_base = 0.0
+        self.packet_tap: PacketTap | None = None  # set before start(): sees every demuxed video packet
+        self._tap_errors = 0
 
     # ------------------------------------------------------------------ public
     @property
@@ -177,6 +194,7 @@ class CameraDecoder:
             "height": self._height,
             "source_fps": round(self._source_fps, 3),
             "decode_threads": self._decode_threads,
+            "tap_errors": self._tap_errors,
             "stats_at": time.time(),  # when these counters were read (windows between two reads)
         }
 
@@ -266,10 +284,15 @@ class CameraDecoder:
             if self._source_fps > 0:
                 self._frame_step = 1.0 / self._source_fps
             self._begin_session()
+            tap = self.packet_tap
+            if tap is not None:
+                self._tapped(tap.begin_session, stream)
             pace_origin: tuple[float, float] | None = None
             for packet in container.demux(stream):
                 if self._stop.is_set():
                     raise _Stop
+                if tap is not None:
+                    self._tapped(tap.packet, packet)
                 try:
                     frames = packet.decode()
                 except (av.error.InvalidDataError, av.error.ValueError) as exc:
@@ -285,6 +308,21 @@ class CameraDecoder:
         finally:
             container.close()
         return self._frames_in_session > 0
+
+    def _tapped(self, call: Callable[[Any], None], arg: Any) -> None:
+        """Hand the tap a packet or a new stream; its failures are counted, never raised into decoding."""
+        try:
+            call(arg)
+        except Exception as exc:
+            self._tap_errors += 1
+            if self._tap_errors == 1 or self._tap_errors % TAP_LOG_EVERY == 0:
+                logger.warning(
+                    "packet tap failed camera=%s errors=%d error=%s: %s",
+                    self.camera.id,
+                    self._tap_errors,
+                    type(exc).__name__,
+                    exc,
+                )
 
     def _begin_session(self) -> None:
         """Re-base timestamps so the pts of the new session continue after the last one."""

@@ -43,6 +43,24 @@ _DEFINITIONS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = 
         LATENCY_BOUNDARIES_MS,
     ),
     "trtseg_events": ("counter", "Event records sent to the sink.", ("camera_id",), None),
+    "trtseg_clips_written": ("counter", "Incident clips written.", ("camera_id",), None),
+    "trtseg_clip_failures": ("counter", "Incident clips that failed (disk full, unwritable).", ("camera_id",), None),
+    "trtseg_clip_buffer_bytes": ("gauge", "Compressed video in a camera's clip buffer.", ("camera_id",), None),
+    "trtseg_keyframe_failures": (
+        "counter",
+        "Key frame pictures that could not be written (disk full, unwritable); their records are stored without.",
+        (),
+        None,
+    ),
+    "trtseg_evidence_bytes": ("gauge", "Evidence on disk that retention saw at its last run.", (), None),
+    "trtseg_evidence_over_cap": (
+        "gauge",
+        "1 while retention cannot bring the evidence under evidence.max_disk_gb.",
+        (),
+        None,
+    ),
+    "trtseg_evidence_deleted": ("counter", "Evidence deleted by retention ('clip' or 'keyframe').", ("kind",), None),
+    "trtseg_evidence_delete_failures": ("counter", "Evidence files retention could not delete.", (), None),
     "trtseg_batch_size": ("histogram", "Frames per engine batch.", ("actor",), BATCH_BOUNDARIES),
     "trtseg_engine_ms": ("histogram", "Engine time of one batch.", ("actor",), LATENCY_BOUNDARIES_MS),
     "trtseg_batch_failures": ("counter", "Engine batches that failed.", ("actor",), None),
@@ -125,6 +143,25 @@ class CameraMetrics:
 
     def capture_to_push_ms(self, value: float) -> None:
         _record("trtseg_capture_to_push_ms", value, self._tags)
+
+
+class EvidenceMetrics:
+    """Evidence on disk: key frames the sink could not write, and each retention run's figures."""
+
+    @staticmethod
+    def keyframe_failures(count: int) -> None:
+        _record("trtseg_keyframe_failures", float(count), {})
+
+    @staticmethod
+    def retention(report: Any) -> None:
+        """One ``trtseg.clips.retention.RetentionReport`` (a skipped run leaves the gauges as they were)."""
+        if report.skipped:
+            return
+        _record("trtseg_evidence_bytes", float(report.evidence_bytes), {})
+        _record("trtseg_evidence_over_cap", 1.0 if report.over_cap else 0.0, {})
+        _record("trtseg_evidence_deleted", float(report.clips_deleted), {"kind": "clip"})
+        _record("trtseg_evidence_deleted", float(report.keyframes_deleted), {"kind": "keyframe"})
+        _record("trtseg_evidence_delete_failures", float(report.delete_failures), {})
 
 
 class SegmenterMetrics:

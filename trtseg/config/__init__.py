@@ -2,6 +2,7 @@
 
 from trtseg.config.api import ApiConfig
 from trtseg.config.camera import CameraConfig, EventRules, RegionOfInterest
+from trtseg.config.clips import ClipConfig, EvidenceConfig
 from trtseg.config.cluster import ClusterConfig
 from trtseg.config.engine import EngineConfig
 from trtseg.config.loader import ConfigError, load_config, parse_config
@@ -12,10 +13,12 @@ from trtseg.config.system import SystemConfig
 __all__ = [
     "ApiConfig",
     "CameraConfig",
+    "ClipConfig",
     "ClusterConfig",
     "ConfigError",
     "EngineConfig",
     "EventRules",
+    "EvidenceConfig",
     "PusherConfig",
     "RegionOfInterest",
     "SinkConfig",

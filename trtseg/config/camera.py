@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from trtseg.config.analytics import AnalyticsConfig
 from trtseg.config.base import Section
+from trtseg.config.clips import ClipConfig
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SOURCE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "file")
@@ -101,6 +102,10 @@ class CameraConfig(Section):
         default_factory=AnalyticsConfig, description="Tracking, zones, lines and the rules that raise incidents."
     )
     enabled: bool = Field(default=True, description="A disabled camera is kept in the registry but not run.")
+    clips: ClipConfig = Field(
+        default_factory=ClipConfig,
+        description="Incident clips: which severities, pre- and post-capture, cap, buffer, retention days.",
+    )
 
     @field_validator("source")
     @classmethod

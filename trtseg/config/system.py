@@ -9,8 +9,10 @@ from pydantic import Field, SecretStr, model_validator
 from trtseg.config.api import ApiConfig
 from trtseg.config.base import Section
 from trtseg.config.camera import CameraConfig
+from trtseg.config.clips import EvidenceConfig
 from trtseg.config.cluster import ClusterConfig
 from trtseg.config.engine import EngineConfig
+from trtseg.config.outbound import OutboundConfig
 from trtseg.config.pusher import PusherConfig
 from trtseg.config.sink import SinkConfig
 
@@ -24,6 +26,12 @@ class SystemConfig(Section):
     pusher: PusherConfig = Field(default_factory=PusherConfig, description="Encoding and pushing.")
     sink: SinkConfig = Field(default_factory=SinkConfig, description="Event database and key frames.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP API.")
+    evidence: EvidenceConfig = Field(
+        default_factory=EvidenceConfig, description="Incident clips on disk and retention of clips and key frames."
+    )
+    outbound: OutboundConfig = Field(
+        default_factory=OutboundConfig, description="MQTT, webhooks and what outbound URLs may reach."
+    )
 
     @model_validator(mode="after")
     def _unique_camera_ids(self) -> SystemConfig:
@@ -50,6 +58,15 @@ class SystemConfig(Section):
         resolved.pusher.hls_dir = anchor(resolved.pusher.hls_dir)
         resolved.sink.keyframe_dir = anchor(resolved.sink.keyframe_dir)
         resolved.sink.spool_dir = anchor(resolved.sink.spool_dir)
+        resolved.evidence.clip_dir = anchor(resolved.evidence.clip_dir)
+        mqtt = resolved.outbound.mqtt
+        if mqtt is not None:
+            for name in ("ca_file", "cert_file", "key_file"):
+                if getattr(mqtt, name) is not None:
+                    setattr(mqtt, name, anchor(getattr(mqtt, name)))
+        for hook in resolved.outbound.webhooks:
+            if hook.ca_file is not None:
+                hook.ca_file = anchor(hook.ca_file)
         if resolved.api.file_source_dir is not None:
             resolved.api.file_source_dir = anchor(resolved.api.file_source_dir)
         url = resolved.sink.database_url.get_secret_value()
