@@ -155,13 +155,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"  database  : {redact_url(config.sink.database_url.get_secret_value())}")
     print(
         f"  http api  : http://{config.api.host}:{config.api.port}{config.api.route_prefix} "
-        f"(token {'set' if config.api.token else 'not set'})"
+        f"(admin token {'set' if config.api.admin_secret() else 'not set'}, "
+        f"viewer token {'set' if config.api.viewer_secret() else 'not set'})"
     )
+    if config.api.exposure_problem():
+        print(f"  warning   : `run` will refuse to start: {config.api.exposure_problem()}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if config.api.exposure_problem():
+        raise ConfigError(str(config.api.exposure_problem()))
     if args.address:
         config.cluster.address = args.address
     config = config.with_paths_resolved(ROOT)

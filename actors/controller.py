@@ -4,6 +4,11 @@ It creates the sink and the segmentation actors, places every camera on a segmen
 camera's decoder and pusher on that segmenter's node), answers the HTTP API, and runs a watchdog
 that restores dead camera actors, notices new and lost nodes and rebalances cameras.
 
+It also runs the retention of evidence (``trtseg.clips.retention``: clips and key frames by age and
+disk cap) on a thread of its own process, marks the rows whose files it deleted, and reports the
+evidence (clips failing, key frames failing, over the disk cap) in ``health()``: evidence failing
+shows there and stops nothing.
+
 Camera changes made through the API are written to the camera registry in the database
 (``actors.persistence``), and Ray restarts the controller when its process dies. The actors it
 created die with it (Ray fate-shares an actor with its owner), so a restarted controller cannot
@@ -31,8 +36,11 @@ from actors.segmenters import SegmenterPool
 from actors.spawn import new_sink
 from actors.supervisor import CameraEntry, kill_quietly
 from trtseg.analytics.camera import rule_class_problems
+from trtseg.clips.health import evidence_health
+from trtseg.clips.retention import Retention, open_ids_of
 from trtseg.config import CameraConfig, SystemConfig
 from trtseg.config.loader import format_validation_error
+from trtseg.db import EventStore
 from trtseg.detections import Detections
 from trtseg.pipeline import stream_targets
 from trtseg.placement import plan
@@ -67,6 +75,8 @@ class Controller(CameraPersistence):
         self.cameras: dict[str, CameraEntry] = {}
         self.pool = SegmenterPool(config)
         self.sink: Any = None
+        self.retention: Retention | None = None
+        self._evidence_store: EventStore | None = None
         self.registry = None
         self._registry_loaded = False
         self._lock = asyncio.Lock()
@@ -126,6 +136,7 @@ class Controller(CameraPersistence):
                 await self._release_stale_sink()
             self.sink = new_sink(self.config, self.home_node)
             await call(self.sink.ping.remote(), START_TIMEOUT_S, "event sink")
+            self._start_retention()
             await self.pool.wait_ready(SEGMENTER_START_TIMEOUT_S)
             if not self.pool.entries:
                 raise RuntimeError(f"no segmentation actor could be started: {self.pool.errors or 'no alive nodes'}")
@@ -160,6 +171,7 @@ class Controller(CameraPersistence):
     async def _stop_all(self) -> dict[str, Any]:
         """Stop every camera, the sink and the segmenters (also after a failed start)."""
         summary: dict[str, Any] = {}
+        await asyncio.to_thread(self._close_retention)
         async with self._lock:
             entries = list(self.cameras.values())
             await asyncio.gather(*(self._stop_decoder(e) for e in entries))
@@ -175,6 +187,46 @@ class Controller(CameraPersistence):
             self.cameras.clear()
         summary["cameras"] = len(entries)
         return summary
+
+    def _start_retention(self) -> None:
+        """Retention of clips and key frames on a thread (every ``evidence.retention_interval_s``): the
+        current cameras' own days, the open incidents and events from the database (nothing is deleted
+        while it cannot be read), the rows of deleted evidence marked through the stores."""
+        if self.retention is not None:
+            return
+        store = self._evidence_store = EventStore(self.config.sink.database_url)
+        open_ids = open_ids_of(store)
+        migrated = False
+
+        def open_ids_now() -> set[str]:
+            nonlocal migrated
+            if not migrated:  # the marks need migration 4, which the sink may not have applied yet
+                store.migrate()
+                migrated = True
+            return open_ids()
+
+        self.retention = Retention(
+            self.config.evidence,
+            self.config.sink.keyframe_dir,
+            cameras=self._retention_cameras,
+            open_ids=open_ids_now,
+            on_removed=store.mark_removed,
+        ).start()
+
+    def _retention_cameras(self) -> list[CameraConfig] | None:
+        """The cameras whose own retention days apply (retention's thread); None while the stored ones are
+        unknown (the database was down at start): a stored camera that keeps longer must not lose evidence."""
+        if self.registry is not None and not self._registry_loaded:
+            return None
+        return [entry.config for entry in list(self.cameras.values())]
+
+    def _close_retention(self) -> None:
+        retention, self.retention = self.retention, None
+        store, self._evidence_store = self._evidence_store, None
+        if retention is not None:
+            retention.close()
+        if store is not None:
+            store.close()
 
     def _started(self) -> bool:
         task = self._start_task
@@ -353,6 +405,11 @@ class Controller(CameraPersistence):
                 **{k: camera[k] for k in ("node_id", "segmenter", "restores", "restarts")},
                 "stats": camera["stats"],
             }
+        components["evidence"] = evidence_health(
+            {camera["id"]: (camera["stats"] or {}).get("decoder") or {} for camera in cameras},
+            self.retention.stats() if self.retention is not None else None,
+            components["sink"],
+        )
         components["registry"] = self._registry_health()
         components["controller"] = {
             "state": "stopping" if self._stopping else ("ready" if self._started() else "starting"),

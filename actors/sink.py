@@ -7,6 +7,8 @@ database write never stops cameras from handing over events.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 import ray
@@ -14,8 +16,13 @@ import ray
 from actors.common import identity
 from trtseg.analytics.records import KEYFRAME_STAGES, IncidentRecord
 from trtseg.config import SinkConfig
+from trtseg.config.outbound import OutboundConfig
+from trtseg.db import EventStore
 from trtseg.events import EventRecord
 from trtseg.keyframes import KeyframePathError
+from trtseg.metrics import EvidenceMetrics
+from trtseg.outbound.dispatcher import OutboundDispatcher
+from trtseg.outbound.outbox import OutboxStore
 from trtseg.sink import EventSink
 
 logger = logging.getLogger(__name__)
@@ -27,14 +34,35 @@ KEYFRAME_KINDS = ("raw", "annotated")
 class SinkActor:
     """Receives EventRecords and IncidentRecords from every camera's pusher and stores them durably."""
 
-    def __init__(self, sink: SinkConfig, jpeg_quality: int = 80) -> None:
+    def __init__(
+        self,
+        sink: SinkConfig,
+        jpeg_quality: int = 80,
+        outbound: OutboundConfig | None = None,
+        cluster_ports: Iterable[int] = (),
+    ) -> None:
         self._identity = identity("sink", "sink")
-        self.sink = EventSink(sink, jpeg_quality=jpeg_quality)
+        self.dispatcher = _dispatcher(sink, outbound, cluster_ports)
+        self.sink = EventSink(
+            sink,
+            jpeg_quality=jpeg_quality,
+            on_written=None if self.dispatcher is None else self.dispatcher.enqueue,
+        )
         self._closed = False
+        self._keyframe_failures = 0  # already counted in the metric
+        self._metric_lock = threading.Lock()
 
     def submit(self, records: list[EventRecord | IncidentRecord]) -> int:
-        """Queue records (key frames written at once); raises for bad records or a full spool."""
-        return self.sink.submit(records)
+        """Queue records (key frames written at once; one the disk refuses is counted and left out); raises
+        for bad records or a full spool."""
+        try:
+            return self.sink.submit(records)
+        finally:
+            with self._metric_lock:  # concurrent submits: each failure is counted once
+                total = self.sink.keyframe_failures
+                added, self._keyframe_failures = total - self._keyframe_failures, total
+            if added > 0:
+                EvidenceMetrics.keyframe_failures(added)
 
     def open_incidents(self, camera_id: str) -> list[IncidentRecord]:
         """The camera's open incidents (what its analytics resume from); raises while the database is down."""
@@ -81,13 +109,32 @@ class SinkActor:
         return self._identity
 
     def stats(self) -> dict[str, Any]:
+        """The sink's figures and its state: 'degraded' while the database is down (rows spooled), 'ready'
+        otherwise; key frames that fail (``keyframes: failing``) show here without changing it."""
         figures = self.sink.stats()
         state = "closed" if self._closed else ("degraded" if figures.get("db_up") is False else "ready")
+        if self.dispatcher is not None:
+            figures["outbound"] = self.dispatcher.stats()
         return {**figures, "state": state}
+
+    def publish_zone_counts(self, camera_id: str, counts: dict[str, int]) -> int:
+        """Live objects per zone of one camera to MQTT (retained); 0 without a broker."""
+        return 0 if self.dispatcher is None else self.dispatcher.publish_zone_counts(camera_id, counts)
 
     def close(self) -> dict[str, Any]:
         """Write or spool everything waiting; nothing is lost."""
         if not self._closed:
             self._closed = True
             self.sink.close()
+            if self.dispatcher is not None:
+                self.dispatcher.stop()  # undelivered messages stay in the outbox for the next start
         return self.sink.stats()
+
+
+def _dispatcher(sink: SinkConfig, outbound: OutboundConfig | None, ports: Iterable[int]) -> OutboundDispatcher | None:
+    """The outbox's dispatcher on the sink's database, when MQTT or a webhook is configured."""
+    if outbound is None or not outbound.targets():
+        return None
+    store = EventStore(sink.database_url)
+    store.migrate()  # the deliveries table
+    return OutboundDispatcher(OutboxStore(store.engine, outbound), extra_blocked_ports=ports).start()

@@ -13,6 +13,7 @@ from actors.pusher import PusherActor
 from actors.segmenter import MAX_CONCURRENCY, SegmenterActor
 from actors.sink import SinkActor
 from trtseg.config import CameraConfig, SystemConfig
+from trtseg.outbound.urlguard import cluster_ports
 from trtseg.placement import SegmenterSlot
 
 # Logical CPUs asked of Ray: small, because decoding and encoding cost far less than a core per
@@ -62,7 +63,7 @@ def new_sink(config: SystemConfig, node_id: str | None) -> Any:
         max_restarts=config.cluster.max_actor_restarts,
         max_task_retries=-1,
         **_affinity(node_id, soft=True),
-    ).remote(config.sink, config.pusher.jpeg_quality)
+    ).remote(config.sink, config.pusher.jpeg_quality, config.outbound, cluster_ports(config))
 
 
 def new_camera_actors(

@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from trtseg.config import ApiConfig, PusherConfig
 
 from deployments import (
+    auth,
     routes_analytics,
     routes_cameras,
     routes_clips,
@@ -29,7 +30,7 @@ from deployments import (
     routes_infer,
     routes_system,
 )
-from deployments.auth import require_read, require_write
+from deployments.auth import require_ack, require_read, require_write
 from deployments.context import ApiContext
 from deployments.control import CameraConflict, CameraNotFound, ControlError, ControlPlane, InvalidRequest
 
@@ -39,9 +40,10 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 DESCRIPTION = """\
 trtseg's HTTP API: cameras (add, change, remove, live annotated views), their analytics (zones,
 lines, rules, tracker; live counts per zone), incidents (filters, key frames, acknowledgement),
-events with key frames, on-demand segmentation and metrics. Mutating endpoints need
-`Authorization: Bearer <token>` when a token is configured (reads too with `token_for_reads`; media
-reads also accept `?access_token=`). The web dashboard is at `/`.
+events with key frames, on-demand segmentation and metrics. Two roles: the admin token may change
+anything, the viewer token reads and acknowledges incidents; tokens go in `Authorization: Bearer
+<token>` only (reads need one with `token_for_reads` or a viewer token). Media the browser loads itself
+uses short-lived signed links from `POST /auth/links`. The web dashboard is at `/`.
 """
 CONTROL_STATUS = {CameraNotFound: 404, CameraConflict: 409, InvalidRequest: 422}
 
@@ -134,11 +136,12 @@ def create_app(
         ],
     )
     app.state.ctx = ctx
-    read, write = require_read(config), require_write(config)
+    read, write, ack = require_read(config), require_write(config), require_ack(config)
+    app.include_router(auth.build_router(config, read))
     app.include_router(routes_system.build_router(read))
     app.include_router(routes_cameras.build_router(read, write))
     app.include_router(routes_analytics.build_router(read, write))
-    app.include_router(routes_incidents.build_router(read, write))
+    app.include_router(routes_incidents.build_router(read, write, ack))
     app.include_router(routes_clips.build_router(read, clip_dir))
     app.include_router(routes_events.build_router(read))
     app.include_router(routes_infer.build_router(write))
@@ -157,7 +160,9 @@ def create_app(
         if not request.url.path.endswith("/"):  # relative URLs in the page need the trailing slash
             return RedirectResponse(request.url.path + "/", status_code=308)
         return FileResponse(
-            STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"}
+            STATIC_DIR / "index.html",
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-cache", **routes_system.PAGE_HEADERS},
         )
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

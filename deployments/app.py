@@ -72,7 +72,13 @@ def build_app(config: SystemConfig) -> Any:
 
 
 def deploy(config: SystemConfig, blocking: bool = False) -> Any:
-    """Start Serve's HTTP proxy on ApiConfig.host:port and run the API; Ray must be initialised."""
+    """Start Serve's HTTP proxy on ApiConfig.host:port and run the API; Ray must be initialised. Refuses
+    (ConfigError) to bind off loopback without an admin token."""
+    problem = config.api.exposure_problem()
+    if problem:
+        from trtseg.config import ConfigError
+
+        raise ConfigError(problem)
     serve.start(http_options={"host": config.api.host, "port": config.api.port})
     handle = serve.run(build_app(config), name=APP_NAME, route_prefix=config.api.route_prefix, blocking=blocking)
     logger.info("api deployed host=%s port=%d prefix=%s", config.api.host, config.api.port, config.api.route_prefix)

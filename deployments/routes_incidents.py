@@ -67,7 +67,8 @@ def incident_query(filters: dict[str, Any], cursor: str | None) -> IncidentQuery
     return query
 
 
-def build_router(read: Any, write: Any) -> APIRouter:
+def build_router(read: Any, write: Any, ack: Any = None) -> APIRouter:
+    ack = ack or write  # acknowledging: its own permission (deployments.auth.require_ack: either role)
     router = APIRouter(tags=["incidents"], responses=ERRORS)
 
     @router.get(
@@ -118,8 +119,8 @@ def build_router(read: Any, write: Any) -> APIRouter:
         response_model=AckResult,
         summary="Acknowledge several incidents",
         description="Marks every listed incident acknowledged (an earlier acknowledgement is kept) and says "
-        "which ids do not exist. Needs the bearer token when one is configured.",
-        dependencies=[Depends(write)],
+        "which ids do not exist. Needs a token of either role (admin or viewer) when tokens are configured.",
+        dependencies=[Depends(ack)],
     )
     async def acknowledge_many(request: BulkAckRequest, ctx: ApiContext = Depends(get_context)) -> AckResult:
         return await _store_call(ctx.incidents.acknowledge, request.ids, request.by)
@@ -143,9 +144,9 @@ def build_router(read: Any, write: Any) -> APIRouter:
         summary="Acknowledge an incident",
         description="Marks the incident acknowledged (by whom, optionally); acknowledging it again keeps the first "
         "acknowledgement. The incident's own state is untouched: an open incident stays open and is still "
-        "updated. Needs the bearer token when one is configured.",
+        "updated. Needs a token of either role (admin or viewer) when tokens are configured.",
         responses=NOT_FOUND,
-        dependencies=[Depends(write)],
+        dependencies=[Depends(ack)],
     )
     async def acknowledge(
         incident_id: str = _incident_id(),

@@ -20,6 +20,18 @@ from deployments.models import Liveness, Problem, Readiness, VersionInfo
 logger = logging.getLogger(__name__)
 
 READY_STATES = {"ok", "ready", "live", "running", "alive", "healthy", "up", "true"}
+# The dashboard's own page: scripts and styles only from the API's origin (no inline code), media from
+# it too (signed links) or blob:/data: URLs, no framing, no plugins.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 SECRET_KEY = re.compile(r"(^|_)(token|password|passwd|secret|database_url|api_key|private_key)$", re.IGNORECASE)
 
 

@@ -6,6 +6,11 @@ that carries pictures) and queues the rows in one queue, so their order is kept.
 payloads carry ``"record":"incident"``; payloads without it are events (spools written before
 incidents existed hold only those). Each batch is written in one transaction, one upsert per table.
 
+A key frame that cannot be written (the key frame directory full or unwritable: any ``OSError``)
+costs only that picture: it is logged, counted (``keyframe_failures``, ``keyframes: failing`` until a
+later one is written) and the record is stored without its path. The incident or event is never lost
+for its pictures.
+
 ``submit`` writes the key frame JPEGs and queues the rows at the end of the durable spool
 (``durable_submit``, the default: a crash of the process loses nothing), or, with it off, in
 memory while the database is up and the spool is empty; order is kept either way. ``flush``
@@ -25,10 +30,12 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+
+import numpy as np
 
 from trtseg.analytics.records import IncidentRecord, is_incident_payload
 from trtseg.config.sink import SinkConfig
@@ -43,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 REJECTED_FILE = "rejected.jsonl"
 MIN_RETRY_S = 0.5
+KEYFRAME_LOG_EVERY = 100  # after the first, every this many key frame failures are logged
 Record = EventRecord | IncidentRecord
 
 
@@ -62,8 +70,13 @@ class EventSink:
         store: EventStore | None = None,
         jpeg_quality: int = 80,
         start: bool = True,
+        on_written: Callable[[list[IncidentRecord]], object] | None = None,
     ) -> None:
+        """``on_written``: called with each batch's incident records once they are in the database (the
+        outbound outbox enqueues their messages there); a transient database error it raises keeps the
+        batch spooled for a replay, any other is logged and the batch counts as written."""
         self.config = sink
+        self._on_written = on_written
         self.keyframes = keyframe_store or KeyframeStore(sink.keyframe_dir, jpeg_quality)
         self.store = store or EventStore(sink.database_url)
         self.spool = Spool(sink.spool_dir, sink.spool_max_events)
@@ -84,8 +97,12 @@ class EventSink:
             "rejected": 0,
             "incidents_submitted": 0,
             "incidents_written": 0,
+            "keyframe_failures": 0,
         }
         self._last_error: str | None = None
+        self._keyframes_failing = False
+        self._keyframe_error: str | None = None
+        self._keyframe_failed_at: datetime | None = None
         self._last_write_at: datetime | None = None
         self._thread: threading.Thread | None = None
         if start:
@@ -126,8 +143,44 @@ class EventSink:
     def _to_spool(self) -> bool:
         return self.config.durable_submit or self._db_up is False or len(self.spool) > 0
 
+    def _save_keyframes(
+        self, site: str, camera_id: str, day: date, name: str, jpegs: dict[str, bytes | np.ndarray | None]
+    ) -> dict[str, str]:
+        """Write each picture on its own; one the disk refuses (``OSError``) is logged, counted and left out."""
+        saved: dict[str, str] = {}
+        for kind, data in jpegs.items():
+            try:
+                written = self.keyframes.save(site, camera_id, day, name, {kind: data})
+            except OSError as error:
+                self._keyframe_failed(name, kind, error)
+                continue
+            if written and self._keyframes_failing:
+                with self._lock:
+                    self._keyframes_failing = False
+                logger.warning("key frames are written again after failures=%d", self._counters["keyframe_failures"])
+            saved.update(written)
+        return saved
+
+    def _keyframe_failed(self, name: str, kind: str, error: OSError) -> None:
+        text = f"{type(error).__name__}: {error}"[:300]
+        with self._lock:
+            self._counters["keyframe_failures"] += 1
+            failures = self._counters["keyframe_failures"]
+            self._keyframes_failing = True
+            self._keyframe_error = text
+            self._keyframe_failed_at = datetime.now(UTC)
+        if failures == 1 or failures % KEYFRAME_LOG_EVERY == 0:
+            logger.error(
+                "key frame not written, the record is stored without it id=%s kind=%s failures=%d error=%s",
+                name,
+                kind,
+                failures,
+                text,
+                extra={"keyframe_failures": failures},
+            )
+
     def _store_keyframes(self, record: EventRecord) -> EventRecord:
-        paths = self.keyframes.save(
+        paths = self._save_keyframes(
             record.site,
             record.camera_id,
             as_utc(record.started_at).date(),  # type: ignore[union-attr]
@@ -147,7 +200,7 @@ class EventSink:
         paths = {stage: dict(kinds) for stage, kinds in record.keyframe_paths.items()}
         day = as_utc(record.started_at).date()  # type: ignore[union-attr]
         for stage, jpegs in record.keyframes.items():
-            saved = self.keyframes.save(
+            saved = self._save_keyframes(
                 record.site, record.camera_id, day, f"{record.incident_id}-{stage}", dict(jpegs)
             )
             if saved:
@@ -222,12 +275,25 @@ class EventSink:
                     if is_transient(row_exc):
                         raise
                     self._reject(payload, row_exc)
+        self._notify([r for r in done if isinstance(r, IncidentRecord)])
         written = len(done)
         with self._lock:
             self._counters["written"] += written
             self._counters["incidents_written"] += sum(isinstance(r, IncidentRecord) for r in done)
             self._last_write_at = datetime.now(UTC)
         return written
+
+    def _notify(self, incidents: list[IncidentRecord]) -> None:
+        if not incidents or self._on_written is None:
+            return
+        try:
+            self._on_written(incidents)
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the batch stays spooled; its upserts and enqueues are idempotent on replay
+            with self._lock:
+                self._counters["notify_failures"] = self._counters.get("notify_failures", 0) + 1
+            logger.exception("outbound enqueue failed count=%d error=%s", len(incidents), _describe(exc))
 
     def _write_records(self, records: list[Record]) -> None:
         incidents = [r for r in records if isinstance(r, IncidentRecord)]
@@ -295,8 +361,15 @@ class EventSink:
             except Exception:  # flush handles its own errors; this keeps the thread alive regardless
                 logger.exception("event sink flush crashed")
 
+    @property
+    def keyframe_failures(self) -> int:
+        """Key frame pictures not written so far (disk full, unwritable)."""
+        with self._lock:
+            return self._counters["keyframe_failures"]
+
     def stats(self) -> dict[str, Any]:
-        """Counters and state for health pages: written, backlog, failures, last error, db_up."""
+        """Counters and state for health pages: written, backlog, failures, last error, db_up, and the key
+        frames (``keyframe_failures``, ``keyframes`` 'ok' or 'failing', the last error and when)."""
         with self._lock:
             return {
                 **self._counters,
@@ -308,6 +381,11 @@ class EventSink:
                 "last_error": self._last_error,
                 "last_write_at": None if self._last_write_at is None else self._last_write_at.isoformat(),
                 "retry_in_s": round(max(0.0, self._next_try - time.monotonic()), 3) if self._db_up is False else 0.0,
+                "keyframes": "failing" if self._keyframes_failing else "ok",
+                "keyframe_last_error": self._keyframe_error,
+                "keyframe_last_failure_at": None
+                if self._keyframe_failed_at is None
+                else self._keyframe_failed_at.isoformat(),
             }
 
     def close(self, timeout_s: float = 15.0) -> None:

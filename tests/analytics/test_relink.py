@@ -28,3 +28,16 @@ def test_no_relink_for_another_class_another_place_a_present_track_or_too_late()
     late.identities([1], ["charging_cable"], CABLE, 0.0)
     assert late.identities([5], ["charging_cable"], CABLE, 3.5) == [5]
     assert late.relinked == 0 and relinker.relinked == 0
+
+
+def test_a_walker_is_relinked_where_its_pace_would_have_taken_it() -> None:
+    relinker = TrackRelinker(window_s=3.0, min_iou=0.4)
+    person = np.array([[100, 100, 140, 200]], np.float32)
+    for step in range(4):  # 40 px a second to the right
+        relinker.identities([1], ["person"], person + np.array([40 * step, 0, 40 * step, 0]), float(step))
+    hidden_for = 1.5  # behind a pillar, then a new track where the walk leads
+    later = person + np.array([40 * (3 + hidden_for), 0, 40 * (3 + hidden_for), 0])
+    assert relinker.identities([9], ["person"], later, 3.0 + hidden_for) == [1]
+    standing = TrackRelinker(window_s=3.0, min_iou=0.4)
+    standing.identities([1], ["person"], person, 0.0)
+    assert standing.identities([9], ["person"], later, 1.5) == [9]  # nobody walked there

@@ -93,7 +93,8 @@ def test_ids_kept_for_moving_objects_after_probation() -> None:
         ]
         for t in times
     ]
-    _, ids = run(frames, TrackerConfig(probation_frames=3), times)
+    # Objects in view at the tracker's first frame would be confirmed at once (confirm_at_start): off here.
+    _, ids = run(frames, TrackerConfig(probation_frames=3, confirm_at_start=False), times)
     assert ids[0] == [None] * 3 and ids[1] == [None] * 3  # tentative
     assert ids[2] == [1, 2, 3]  # confirmed on the third frame
     assert all(row == [1, 2, 3] for row in ids[2:])
@@ -144,15 +145,37 @@ def test_occlusion_shorter_than_the_buffer_keeps_the_id_longer_gives_a_new_one(g
 def test_probation_drops_a_tentative_track_that_misses_a_frame() -> None:
     obj = Obj((200, 200, 260, 320))
     frames = [[obj], [], [obj], [obj], [obj], [obj]]
-    tracker, ids = run(frames, TrackerConfig(probation_frames=3))
+    tracker, ids = run(frames, TrackerConfig(probation_frames=3, confirm_at_start=False))
     assert ids[0] == [None]
     assert ids[2] == [None] and ids[3] == [None]  # a fresh probation after the miss
     assert ids[4] == [2]  # the first tentative track (id 1) was dropped, never shown
     assert ids[5] == [2]
     assert tracker.stats["started"] == 2
 
-    _, ids = run([[obj], [obj]], TrackerConfig(probation_frames=1))
+    _, ids = run([[obj], [obj]], TrackerConfig(probation_frames=1, confirm_at_start=False))
     assert ids == [[1], [1]]  # probation of one frame: confirmed at birth
+
+
+def test_what_is_in_view_at_the_start_is_confirmed_at_once_newcomers_serve_probation() -> None:
+    first, later = Obj((200, 200, 260, 320)), Obj((700, 300, 760, 420))
+    frames = [[first], [first], [first, later], [first, later], [first, later]]
+    tracker, ids = run(frames, TrackerConfig(probation_frames=3, probation_s=None))
+    assert ids[0] == [1]  # born in the first frame: shown at once
+    assert ids[2] == [1, None] and ids[3] == [1, None] and ids[4] == [1, 2]
+    tracker.reset()  # a camera reconfigured: what is in view then is confirmed at once again
+    assert ids_of(tracker.update(dets([later]), 10.0), [later]) == [3]
+
+    _, ids = run(frames, TrackerConfig(probation_frames=3, probation_s=None, confirm_at_start=False))
+    assert ids[0] == [None] and ids[2] == [1, None]
+
+
+@pytest.mark.parametrize(("fps", "shown_from"), [(25.0, 2), (5.0, 1)])
+def test_probation_in_seconds_needs_fewer_frames_at_a_low_rate(fps: float, shown_from: int) -> None:
+    # probation_frames 3 or two sightings 0.15 s apart: 3 frames at 25 fps, 2 at 5 fps.
+    newcomer = [Obj((200, 200, 260, 320))]
+    config = TrackerConfig(probation_frames=3, probation_s=0.15, confirm_at_start=False)
+    _, ids = run([newcomer] * 5, config, [i / fps for i in range(5)])
+    assert [row[0] for row in ids] == [None] * shown_from + [1] * (5 - shown_from)
 
 
 def test_low_score_detections_extend_tracks_but_never_start_them() -> None:

@@ -4,8 +4,9 @@ A tracker sometimes gives a standing object a new id: a person walks in front of
 detector answers with two overlapping cable masks for a few frames, and the cable's track is lost
 while a new one takes over. For the rules that is the same object in the same place, and a new id
 would restart its dwell timer or open a duplicate incident. So a track first seen where a track of
-the same class was last seen a moment ago (box IoU at least ``min_iou``, within ``window_s`` of
-analysis time, and absent from this frame) inherits that track's identity.
+the same class was last seen a moment ago (box IoU at least ``min_iou`` with where that track would be
+now at its last pace, within ``window_s`` of analysis time, and absent from this frame) inherits that
+track's identity.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class _Seen:
     class_name: str
     box: np.ndarray
     clock: float
+    velocity: np.ndarray  # px per second of each box coordinate, from the last two sightings
+
+    def predicted(self, clock: float) -> np.ndarray:
+        """Where the box would be now had the object kept its pace (a walker behind a pillar)."""
+        return self.box + self.velocity * max(0.0, clock - self.clock)
 
 
 class TrackRelinker:
@@ -54,7 +60,7 @@ class TrackRelinker:
                 if identity not in present and seen.class_name == names[row] and clock - seen.clock <= self.window_s
             ]
             if candidates:
-                ious = box_iou(boxes[row], np.stack([self._seen[c].box for c in candidates]))
+                ious = box_iou(boxes[row], np.stack([self._seen[c].predicted(clock) for c in candidates]))
                 best = int(np.argmax(ious))
                 if ious[best] >= self.min_iou:
                     out[row] = self._alias[track] = candidates[best]
@@ -63,7 +69,12 @@ class TrackRelinker:
                     continue
             self._alias[track] = track
         for row, identity in enumerate(out):
-            self._seen[identity] = _Seen(names[row], np.asarray(boxes[row], np.float64), clock)
+            box = np.asarray(boxes[row], np.float64)
+            before = self._seen.get(identity)
+            velocity = np.zeros(4)
+            if before is not None and clock - before.clock > 1e-6:
+                velocity = 0.5 * before.velocity + 0.5 * (box - before.box) / (clock - before.clock)
+            self._seen[identity] = _Seen(names[row], box, clock, velocity)
         self._forget(clock)
         return out
 

@@ -6,7 +6,10 @@ frame; here the step is the elapsed time, because inference may run below the so
 unevenly (``inference_fps``, dropped frames), and the state is width and height (as BoT-SORT does)
 because a thin cable's aspect ratio swings from 0.02 to 50 as it sways, which an aspect-ratio state
 with a fixed noise of 0.1 cannot follow. Noise figures are ByteTrack's, tuned per frame at about
-25 fps and scaled here by the elapsed time, so at 25 fps the filter behaves as ByteTrack's does.
+25 fps and scaled here by the elapsed time, so at 25 fps and ``noise`` 1 the filter behaves as
+ByteTrack's does; the tracker passes ``TrackerConfig.motion_noise`` (a tenth by default: segmenter
+boxes jitter, the objects watched walk steadily or hang still, and a filter that believes every
+box's jump as speed sends a briefly hidden track off in the wrong direction).
 
 With a diagonal process and measurement noise each coordinate and its velocity form an independent
 2x2 block of the 8x8 covariance (the off-block terms stay exactly zero), so the covariance is kept as
@@ -58,16 +61,16 @@ def initiate(measurement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, cov
 
 
-def predict(mean: np.ndarray, cov: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """States ``dt`` seconds later; the process noise grows with the time elapsed."""
+def predict(mean: np.ndarray, cov: np.ndarray, dt: float, noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """States ``dt`` seconds later; the process noise grows with the time elapsed, times ``noise``."""
     if mean.shape[0] == 0 or dt <= 0.0:
         return mean, cov
     size2 = _size2(mean)
     pp, pv, vv = cov[:, 0], cov[:, 1], cov[:, 2]
     new_cov = np.empty_like(cov)
-    new_cov[:, 0] = pp + (2.0 * dt) * pv + (dt * dt) * vv + (_POS_VAR * dt) * size2
+    new_cov[:, 0] = pp + (2.0 * dt) * pv + (dt * dt) * vv + (noise * _POS_VAR * dt) * size2
     new_cov[:, 1] = pv + dt * vv
-    new_cov[:, 2] = vv + (_VEL_VAR * dt) * size2
+    new_cov[:, 2] = vv + (noise * _VEL_VAR * dt) * size2
     new_mean = mean.copy()
     new_mean[:, :4] += dt * mean[:, 4:]
     return new_mean, new_cov

@@ -11,6 +11,10 @@ Cost: mask IoU works on the box crops (``trtseg.masks``), never on full frames, 
 where it can change the outcome: crops that touch, mask areas that allow the threshold, and either
 a box IoU below the threshold or a track or detection with more than one candidate. An object
 alone in its neighbourhood, the common case, costs no mask work at all.
+
+Also here: ``suppress`` finds an object reported twice in one frame (masks that agree), and
+``second_sighting`` pairs a track seen once with a detection near it by distance, for inference
+rates at which a walker moves past its own width between frames.
 """
 
 from __future__ import annotations
@@ -161,6 +165,60 @@ def similarity(
     return sim, sim + mask_weight * mask_iou
 
 
+def suppress(
+    ordered: np.ndarray,
+    kept: np.ndarray,
+    class_ids: np.ndarray,
+    frame_masks: FrameMasks,
+    threshold: float,
+    measure: str,
+) -> np.ndarray:
+    """The columns of ``ordered`` (best first) that are not an object ``kept`` or a better one already is.
+
+    The segmenter sometimes reports one object twice: a long cable as a whole and as its upper part,
+    or again when someone walks in front of it, with boxes different enough to survive box NMS while
+    the masks agree. A column is such a second report when, against a kept column or an earlier kept
+    one of ``ordered`` of the same class, its mask IoU (``measure="iou"``) or the share of its own
+    mask the other covers (``"cover"``) is at least ``threshold``. Only pairs whose crops intersect
+    enough to reach the threshold are compared pixel by pixel. Returns the columns kept, sorted.
+    """
+    if len(ordered) == 0:
+        return ordered
+    cols = np.concatenate([np.asarray(kept, np.int64), np.asarray(ordered, np.int64)])
+    first = len(cols) - len(ordered)  # rows from here on may be dropped
+    rects = frame_masks.rects[cols]
+    ends = rects[:, :2] + rects[:, 2:]
+    span = np.minimum(ends[:, None], ends[None]) - np.maximum(rects[:, None, :2], rects[None, :, :2])
+    window = np.maximum(span, 0).prod(axis=2)  # no two masks share more pixels than their crops
+    classes = class_ids[cols]
+    maybe = (window > 0) & (classes[:, None] == classes[None, :]) & np.tri(len(cols), k=-1, dtype=bool)
+    maybe[:first] = False
+    if not maybe.any():
+        return np.sort(ordered)
+    dropped = np.zeros(len(cols), bool)
+    for i in np.flatnonzero(maybe.any(axis=1)).tolist():
+        for j in np.flatnonzero(maybe[i] & ~dropped).tolist():
+            if _repeats(frame_masks, int(cols[i]), int(cols[j]), int(window[i, j]), threshold, measure):
+                dropped[i] = True
+                break
+    return np.sort(cols[first:][~dropped[first:]])
+
+
+def _repeats(frame_masks: FrameMasks, i: int, j: int, window: int, threshold: float, measure: str) -> bool:
+    """Whether column ``i``'s mask repeats column ``j``'s (see ``suppress``); ``window``: their crops' overlap."""
+    a, b = frame_masks.mask(i), frame_masks.mask(j)
+    if a.pixels() == 0:
+        return False
+    # IoU >= t needs an intersection of t times the larger mask; covering t of a, t times a.
+    if window < threshold * (a.pixels() if measure == "cover" else max(a.pixels(), b.pixels())):
+        return False
+    (ax, ay), (bx, by) = frame_masks.rects[i, :2].tolist(), frame_masks.rects[j, :2].tolist()
+    iou = crop_iou(a, ax, ay, b, bx, by)
+    if measure == "cover":  # the intersection over a's own area, from the IoU: inter = iou (a + b) / (1 + iou)
+        return iou * (a.pixels() + b.pixels()) / (1.0 + iou) >= threshold * a.pixels() - 1e-9
+    return iou >= threshold - 1e-12
+
+
 def assign(
     sim: np.ndarray, score: np.ndarray, threshold: float, mask_weight: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -196,3 +254,32 @@ def _solve(admissible: np.ndarray, score: np.ndarray, threshold: float, mask_wei
     matched_cols = x[matched_rows].astype(np.int64)
     ok = admissible[matched_rows, matched_cols]
     return np.stack([matched_rows[ok], matched_cols[ok]], axis=1)
+
+
+def second_sighting(states: np.ndarray, measured: np.ndarray, allowed: np.ndarray, reach: float) -> np.ndarray:
+    """(K, 2) pairs of tracks seen once and detections near enough to be the same object seen again.
+
+    At a low inference rate a walker moves more than its own width between two frames, so boxes do
+    not overlap, and a track seen once has no speed yet to predict it with. ``states``: (T, >= 4)
+    centre x, y, width, height of such tracks; ``measured``: (D, 4) the detections as centre and size;
+    ``allowed``: (T, D), e.g. same class; ``reach``: how far an object may have gone, in its own size
+    (the larger of width and height), since it was seen. Heights must agree within a factor of 1.5 and
+    widths within 2.5 (a walker's width swings with the stride). The pairs of least total distance.
+    """
+    size = np.maximum(
+        np.maximum(states[:, None, 2], measured[None, :, 2]), np.maximum(states[:, None, 3], measured[None, :, 3])
+    )
+    dx = states[:, None, 0] - measured[None, :, 0]
+    dy = states[:, None, 1] - measured[None, :, 1]
+    dist = np.hypot(dx, dy) / np.maximum(size, 1.0)
+    rh = states[:, None, 3] / np.maximum(measured[None, :, 3], 1.0)
+    rw = states[:, None, 2] / np.maximum(measured[None, :, 2], 1.0)
+    ok = allowed & (dist <= reach) & (rh <= 1.5) & (rh >= 1 / 1.5) & (rw <= 2.5) & (rw >= 1 / 2.5)
+    if not ok.any():
+        return np.zeros((0, 2), np.int64)
+    cost = np.where(ok, dist, reach + 1.0)
+    _, x, _ = lap.lapjv(cost, extend_cost=True, cost_limit=reach + 1e-9)
+    rows = np.flatnonzero(x >= 0)
+    cols = x[rows].astype(np.int64)
+    keep = ok[rows, cols]
+    return np.stack([rows[keep], cols[keep]], axis=1)

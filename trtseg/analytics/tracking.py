@@ -1,14 +1,25 @@
-"""Per-camera multi-object tracker: ByteTrack's two-stage association, with mask IoU, stepped by seconds.
+"""Per-camera multi-object tracker: ByteTrack's association, with mask IoU, stepped by seconds.
 
 Why not a library: the ByteTrack of supervision, Ultralytics, ``trackers`` and boxmot matches by box
 IoU only, steps its Kalman filter once per call and counts its lost-track buffer in frames. Here
 inference may run below the source rate and unevenly, so the filter steps by elapsed seconds and the
-buffer is in seconds; and thin cables need the mask to be matched at all (``track_match``). The
-algorithm is ByteTrack's: detections at or above ``high_score`` are matched first to every kept
-track (lost ones included), those between ``low_score`` and ``high_score`` then only extend tracks
-that were still tracked; a detection left over starts a track if it scores ``new_track_score``, and
-a new track stays tentative until it has been matched in ``probation_frames`` inferred frames (one
-miss drops it). Ids start at 1 and are never reused, not even after ``reset``.
+buffer is in seconds; and thin cables need the mask to be matched at all (``track_match``).
+
+The association is ByteTrack's, in its order: (1) detections at or above ``high_score`` are matched
+to the confirmed tracks, lost ones included; (2) those between ``low_score`` and ``high_score`` then
+only extend confirmed tracks that were still tracked, and only where they overlap well
+(``low_match_threshold``); (3) tentative tracks get what confident detections are left, so a new
+track never takes an established one's object. At a low inference rate a walker can move more than
+its own width between two frames, so a track seen once, whose speed is not known yet, also takes a
+detection of its class and size within ``second_sighting_speed`` sizes per second of it. A detection
+left over starts a track if it scores ``new_track_score`` and is not the mask of an object already
+matched in the frame seen a second time (``duplicate_iou``). Scores may be set per class: a segmenter
+is less sure of a thin cable than of a person. A new track is confirmed once matched in
+``probation_frames`` frames or in two frames ``probation_s`` apart (so fewer frames suffice at a low
+rate), or at once when it is born in the tracker's first frame; one miss drops it. A confirmed track
+whose mask lies mostly (``duplicate_cover``) inside that of an older track shown in the same frame
+is a second report of that object: it is kept but not shown. Ids start at 1 and are never reused,
+not even after ``reset``.
 """
 
 from __future__ import annotations
@@ -18,17 +29,18 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from trtseg.analytics import track_kalman as kalman
-from trtseg.analytics.track_match import FrameMasks, TrackMask, assign, similarity
+from trtseg.analytics.track_match import FrameMasks, TrackMask, assign, second_sighting, similarity, suppress
 from trtseg.config.analytics import TrackerConfig
 from trtseg.detections import Detections
 
 logger = logging.getLogger(__name__)
 
-_ARRAYS = ("ids", "class_ids", "hits", "confirmed", "tracked", "last_seen", "mean", "cov", "mask_geometry")
+_ARRAYS = ("ids", "class_ids", "hits", "confirmed", "tracked", "born", "last_seen", "mean", "cov", "mask_geometry")
 
 
 @dataclass(slots=True)
@@ -40,6 +52,7 @@ class _Tracks:
     hits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # inferred frames matched
     confirmed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     tracked: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # matched at the last update
+    born: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # tracker clock at the first match, s
     last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # tracker clock, s
     mean: np.ndarray = field(default_factory=lambda: np.zeros((0, 8)))
     cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, 4)))  # see track_kalman
@@ -73,6 +86,9 @@ class ObjectTracker:
         self._warned_clock = False
         self._last_ms = 0.0
         self._removed: tuple[int, ...] = ()
+        self._updates = 0  # since construction or reset
+        self._table: tuple[np.ndarray, ...] = (np.zeros(0),)
+        self._table_key: tuple[Any, ...] | None = None  # the class names the table is for
 
     def reset(self) -> None:
         """Forget every track and the clock (a camera reconfigured); ids go on from where they were."""
@@ -80,6 +96,7 @@ class ObjectTracker:
         self._clock = 0.0
         self._last_now = None
         self._removed = ()
+        self._updates = 0
 
     @property
     def stats(self) -> dict[str, float]:
@@ -108,51 +125,86 @@ class ObjectTracker:
         started = time.perf_counter()
         cfg = self.config
         dt = self._advance(now_s)
+        self._updates += 1
         self._expire()
         tr = self._tracks
-        tr.mean, tr.cov = kalman.predict(tr.mean, tr.cov, dt)
+        tr.mean, tr.cov = kalman.predict(tr.mean, tr.cov, dt, cfg.motion_noise)
 
         boxes, scores = detections.boxes, detections.scores
         usable = (scores >= cfg.low_score) & np.isfinite(boxes).all(axis=1)  # NaN scores compare False
         cand = np.flatnonzero(usable)  # detection indices; the columns below index into cand
-        high = np.flatnonzero(scores[cand] >= cfg.high_score)
-        low = np.flatnonzero(scores[cand] < cfg.high_score)
-        frame_masks = FrameMasks(detections.masks if cfg.use_masks else None, cand)
+        cand_boxes, cand_scores = boxes[cand], scores[cand]
         class_ids = detections.class_ids[cand].astype(np.int64)
+        by_class = self._class_table(class_ids, detections.names)
+        high_score, new_track_score, doubled = (table[class_ids] for table in by_class)
+        high = np.flatnonzero(cand_scores >= high_score)
+        low = np.flatnonzero(cand_scores < high_score)
+        frame_masks = FrameMasks(detections.masks if cfg.use_masks else None, cand)
         if cfg.class_aware:
             allowed = tr.class_ids[:, None] == class_ids[None, :]
         else:
             allowed = np.ones((len(tr), len(cand)), bool)
-        predicted = kalman.to_xyxy(tr.mean)
         threshold, weight = cfg.match_threshold, cfg.mask_weight
         sim, score = similarity(
-            predicted, tr.mask_geometry, tr.masks, frame_masks, boxes[cand], allowed, threshold, weight
+            kalman.to_xyxy(tr.mean), tr.mask_geometry, tr.masks, frame_masks, cand_boxes, allowed, threshold, weight
         )
+        matched_rows: list[np.ndarray] = []
+        matched_cols: list[np.ndarray] = []
 
-        # Stage 1: confident detections against every track, lost ones included.
-        first, free_tracks, free_high = assign(sim[:, high], score[:, high], threshold, weight)
-        matched_rows, matched_cols = [first[:, 0]], [high[first[:, 1]]]
-        # Stage 2: the doubtful detections only extend confirmed tracks that were tracked until now.
-        second_rows = free_tracks[tr.tracked[free_tracks] & tr.confirmed[free_tracks]]
-        if len(second_rows) and len(low):
-            pairs = np.ix_(second_rows, low)
-            second, _, _ = assign(sim[pairs], score[pairs], threshold, weight)
-            matched_rows.append(second_rows[second[:, 0]])
-            matched_cols.append(low[second[:, 1]])
-        rows = np.concatenate(matched_rows).astype(np.int64)
-        cols = np.concatenate(matched_cols).astype(np.int64)
+        def match(rows: np.ndarray, cols: np.ndarray, least: float) -> tuple[np.ndarray, np.ndarray]:
+            """Assign ``cols`` to ``rows``; the rows and columns left over."""
+            if len(rows) == 0 or len(cols) == 0:
+                return rows, cols
+            pairs = np.ix_(rows, cols)
+            found, free_rows, free_cols = assign(sim[pairs], score[pairs], least, weight)
+            matched_rows.append(rows[found[:, 0]])
+            matched_cols.append(cols[found[:, 1]])
+            return rows[free_rows], cols[free_cols]
 
-        self._apply_matches(rows, cols, boxes[cand], class_ids, frame_masks)
-        starters = high[free_high]
-        starters = starters[scores[cand][starters] >= cfg.new_track_score]
+        # 1: confident detections, confirmed tracks (lost ones included).
+        free_tracks, left = match(np.flatnonzero(tr.confirmed), high, threshold)
+        # 2: doubtful detections only extend confirmed tracks that were tracked until now.
+        still, _ = match(free_tracks[tr.tracked[free_tracks]], low, cfg.low_match_threshold)
+        free_tracks = np.concatenate([free_tracks[~tr.tracked[free_tracks]], still])
+        # 3: tentative tracks take what confident detections are left; one seen once, also by distance.
+        tentative, left = match(np.flatnonzero(~tr.confirmed), left, threshold)
+        unmatched = np.concatenate([free_tracks, tentative])
+        once = unmatched[(tr.hits[unmatched] == 1) & tr.tracked[unmatched]]  # seen at the last frame only
+        if cfg.second_sighting_speed > 0 and len(once) and len(left):
+            reach = cfg.second_sighting_speed * max(dt, 1.0 / kalman.REFERENCE_FPS)
+            measured = kalman.xyxy_to_cxcywh(cand_boxes[left])
+            found = second_sighting(tr.mean[once], measured, allowed[np.ix_(once, left)], reach)
+            matched_rows.append(once[found[:, 0]])
+            matched_cols.append(left[found[:, 1]])
+            left = np.delete(left, found[:, 1])
+        rows = np.concatenate([np.zeros(0, np.int64), *matched_rows]).astype(np.int64)
+        cols = np.concatenate([np.zeros(0, np.int64), *matched_cols]).astype(np.int64)
+
+        self._apply_matches(rows, cols, cand_boxes, class_ids, frame_masks)
+        starters = left[cand_scores[left] >= new_track_score[left]]
+        # Duplicates are looked for among the classes a segmenter reports twice at times (cables).
+        if cfg.duplicate_iou < 1.0 and frame_masks.present and doubled[starters].any():
+            by_score = starters[np.argsort(-cand_scores[starters], kind="stable")]
+            unique = np.ones(len(cand), bool)
+            unique[by_score[doubled[by_score]]] = False
+            unique[suppress(by_score[doubled[by_score]], cols, class_ids, frame_masks, cfg.duplicate_iou, "iou")] = True
+            starters = starters[unique[starters]]
         first_new = len(self._tracks)
-        self._start(starters, boxes[cand], class_ids, frame_masks)
+        self._start(starters, cand_boxes, class_ids, frame_masks)
 
         tr = self._tracks
         out_rows = np.concatenate([rows, np.arange(first_new, len(tr))])
         out_cols = np.concatenate([cols, starters])
         shown = tr.confirmed[out_rows]
         out_rows, out_cols = out_rows[shown], out_cols[shown]
+        if cfg.duplicate_cover < 1.0 and frame_masks.present and np.count_nonzero(doubled[out_cols]) > 1:
+            by_age = np.lexsort((tr.ids[out_rows], tr.born[out_rows]))  # oldest first
+            by_age = by_age[doubled[out_cols[by_age]]]
+            kept = suppress(out_cols[by_age], out_cols[:0], class_ids, frame_masks, cfg.duplicate_cover, "cover")
+            visible = ~doubled
+            visible[kept] = True
+            shown = visible[out_cols]
+            out_rows, out_cols = out_rows[shown], out_cols[shown]
         order = np.argsort(out_cols)
         index, ids = cand[out_cols[order]], tr.ids[out_rows[order]]
         if len(index) == len(detections):  # every detection is shown, in order: no need to slice
@@ -167,6 +219,23 @@ class ObjectTracker:
         return out
 
     # -- steps ---------------------------------------------------------------------------------------
+
+    def _class_table(self, class_ids: np.ndarray, names: dict[int, str]) -> tuple[np.ndarray, ...]:
+        """Per class id: high_score, new_track_score, and whether duplicates are looked for (kept till names change)."""
+        size = int(class_ids.max()) + 1 if len(class_ids) else 0
+        key = tuple(names.items())
+        if key != self._table_key or size > len(self._table[0]):
+            cfg = self.config
+            n = max([size, *(cid + 1 for cid in names)])
+            high, new = np.full(n, cfg.high_score), np.full(n, cfg.new_track_score)
+            doubled = np.full(n, not cfg.duplicate_classes)
+            for cid, name in names.items():
+                if cid >= 0:
+                    high[cid] = cfg.class_high_score.get(name, cfg.high_score)
+                    new[cid] = cfg.class_new_track_score.get(name, cfg.new_track_score)
+                    doubled[cid] = not cfg.duplicate_classes or name in cfg.duplicate_classes
+            self._table, self._table_key = (high, new, doubled), key
+        return self._table
 
     def _advance(self, now_s: float) -> float:
         """Seconds since the last update; a step back (or a non-finite stamp) counts as none."""
@@ -202,6 +271,8 @@ class ObjectTracker:
         tr.last_seen[rows] = self._clock
         tr.class_ids[rows] = class_ids[cols]
         tr.confirmed[rows] |= tr.hits[rows] >= cfg.probation_frames
+        if cfg.probation_s is not None:  # two sightings this far apart are as good as probation_frames
+            tr.confirmed[rows] |= (tr.hits[rows] >= 2) & (self._clock - tr.born[rows] >= cfg.probation_s - 1e-9)
         tr.mask_geometry[rows] = frame_masks.geometry(cols, boxes[cols])
         for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
             tr.masks[row] = frame_masks.mask(col) if frame_masks.present else None
@@ -215,9 +286,11 @@ class ObjectTracker:
         tr.tracked = matched
 
     def _start(self, cols: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, frame_masks: FrameMasks) -> None:
-        """New tentative tracks (confirmed at once when ``probation_frames`` is 1)."""
+        """New tentative tracks (confirmed at once when ``probation_frames`` is 1, or at the start)."""
         if len(cols) == 0:
             return
+        # What is in view when the tracker starts (a camera starting) is no newcomer, as in ByteTrack.
+        at_once = self.config.probation_frames <= 1 or (self.config.confirm_at_start and self._updates == 1)
         measured = kalman.xyxy_to_cxcywh(boxes[cols])
         mean, cov = kalman.initiate(measured)
         n = len(cols)
@@ -225,8 +298,9 @@ class ObjectTracker:
             ids=np.arange(self._next_id, self._next_id + n, dtype=np.int64),
             class_ids=class_ids[cols].copy(),
             hits=np.ones(n, np.int64),
-            confirmed=np.full(n, self.config.probation_frames <= 1),
+            confirmed=np.full(n, at_once),
             tracked=np.ones(n, bool),
+            born=np.full(n, self._clock),
             last_seen=np.full(n, self._clock),
             mean=mean,
             cov=cov,

@@ -97,7 +97,11 @@ class LineConfig(Section):
 
 
 class TrackerConfig(Section):
-    """ByteTrack-style association by box IoU and mask IoU; times are seconds of analysed video."""
+    """ByteTrack-style association by box IoU and mask IoU; times are seconds of analysed video.
+
+    Defaults were tuned on generated sequences (``bench/bench_tracking.py``, development seeds only)
+    with the demo segmenter, and checked on seeds nobody tuned on; see ``trtseg/analytics/tracking.py``.
+    """
 
     enabled: bool = Field(default=True, description="Track objects (rules and incidents need tracks).")
     high_score: float = Field(
@@ -109,11 +113,27 @@ class TrackerConfig(Section):
     new_track_score: float = Field(
         default=0.6, ge=0.0, le=1.0, description="A detection must score this much to start a new track."
     )
+    class_high_score: dict[str, Fraction01] = Field(
+        default_factory=lambda: {"charging_cable": 0.25},
+        description="high_score of the named classes where it differs: a segmenter is less sure of a thin cable "
+        "than of a person (the demo model scores real cables 0.25-0.6, real people 0.7-0.9).",
+    )
+    class_new_track_score: dict[str, Fraction01] = Field(
+        default_factory=lambda: {"charging_cable": 0.25},
+        description="new_track_score of the named classes where it differs.",
+    )
     match_threshold: float = Field(
         default=0.2,
         ge=0.0,
         le=1.0,
         description="Least similarity (the larger of box IoU and mask IoU of the predicted box) for a match.",
+    )
+    low_match_threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Least similarity for a detection below high_score to extend a track (ByteTrack's 0.5): a "
+        "doubtful detection must overlap well, or a ghost box between two walkers takes one's id.",
     )
     use_masks: bool = Field(
         default=True, description="Also associate by mask IoU: thin objects (cables) barely overlap as boxes."
@@ -125,11 +145,57 @@ class TrackerConfig(Section):
         description="Added to a pair's similarity times its mask IoU when choosing matches: where boxes are "
         "ambiguous (crossing cables share a box) the mask that agrees wins; 0: similarity alone.",
     )
+    duplicate_iou: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="A detection left over whose mask IoU with one of the same class matched in the frame (or a "
+        "better new one) is at least this is the same object reported twice: it starts no track. 1: off.",
+    )
+    duplicate_cover: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="A track whose mask lies at least this much inside the mask of an older track of the same "
+        "class shown in the frame is a second report of that object (a cable's upper part, a cable half hidden "
+        "by a passer-by): it is kept but not shown, so it raises no incident of its own. 1: off.",
+    )
+    duplicate_classes: list[str] = Field(
+        default_factory=lambda: ["charging_cable"],
+        description="Classes duplicate_iou and duplicate_cover apply to (empty: all): thin objects a segmenter "
+        "splits or doubles; two people overlapping are two people.",
+    )
+    motion_noise: float = Field(
+        default=0.1,
+        gt=0.0,
+        le=10.0,
+        description="Process noise of the Kalman filter relative to ByteTrack's: lower trusts steady motion "
+        "more than a jumpy box.",
+    )
+    second_sighting_speed: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=20.0,
+        description="A track seen once takes a detection of its class and size this many of its sizes per "
+        "second away (a walker at 5 fps moves past its own width); 0: by overlap only.",
+    )
     lost_track_s: float = Field(
         default=2.0, gt=0.0, le=600.0, description="How long an unseen track is kept to be found again."
     )
     probation_frames: int = Field(
         default=3, ge=1, le=100, description="Inferred frames a new track must be matched before it is confirmed."
+    )
+    probation_s: float | None = Field(
+        default=0.15,
+        ge=0.0,
+        le=60.0,
+        description="Or: a new track matched in two frames this many seconds apart is confirmed, whichever comes "
+        "first (3 frames at 25 fps, 2 at 5 fps); None: probation_frames only.",
+    )
+    confirm_at_start: bool = Field(
+        default=True,
+        description="Tracks born in the tracker's first frame (a camera starting) are confirmed at once, as "
+        "ByteTrack does: what is already in view is no newcomer.",
     )
     class_aware: bool = Field(default=True, description="Match detections only to tracks of the same class.")
 

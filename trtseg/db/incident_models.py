@@ -118,11 +118,27 @@ class IncidentOut(BaseModel):
     acknowledged: bool
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    clip_removed_at: datetime | None = Field(
+        default=None,
+        description="When retention deleted the incident's clip (null: not removed; it may never have had one).",
+    )
+    keyframes_removed_at: datetime | None = Field(
+        default=None,
+        description="When retention first deleted key frame files of the incident (their paths stay listed).",
+    )
     created_at: datetime
     updated_at: datetime
 
     @field_validator(
-        "started_at", "last_seen_at", "ended_at", "escalated_at", "acknowledged_at", "created_at", "updated_at"
+        "started_at",
+        "last_seen_at",
+        "ended_at",
+        "escalated_at",
+        "acknowledged_at",
+        "clip_removed_at",
+        "keyframes_removed_at",
+        "created_at",
+        "updated_at",
     )
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:

@@ -8,7 +8,9 @@ so the sink can replay a spooled batch any number of times, in any order, withou
 - best confidence, peak fraction, peak count and frames seen only grow; last-seen only advances;
 - the latest figures (result, confidence, fraction, count, trajectory, details) come from the
   record seen last (by ``last_seen_at``; on a tie a closing record beats an open one);
-- key frame paths are filled in, never cleared; acknowledgement is never touched by an upsert.
+- key frame paths are filled in, never cleared; acknowledgement is never touched by an upsert,
+  nor are ``clip_removed_at`` / ``keyframes_removed_at`` (set by ``mark_removed`` when retention
+  deleted the files; the first time stays).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
@@ -27,6 +29,10 @@ from trtseg.db import schema as s
 from trtseg.db.incident_checks import ROW_FIELDS, incident_to_row
 from trtseg.db.incident_models import AckResult, IncidentOut, IncidentPage, IncidentQuery
 from trtseg.db.models import as_utc, decode_cursor, encode_cursor
+from trtseg.db.store import mark_rows
+
+if TYPE_CHECKING:
+    from trtseg.clips.retention import EvidenceRemoved
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +102,11 @@ def _forward_only(new: Any) -> list[tuple[str, Any]]:
     ]
 
 
+_OUT_FIELDS = ("id", "acknowledged_at", "acknowledged_by", "clip_removed_at", "keyframes_removed_at", "created_at")
+
+
 def _out(row: Any) -> IncidentOut:
-    data = {key: row[key] for key in (*ROW_FIELDS, "id", "acknowledged_at", "acknowledged_by", "created_at")}
+    data = {key: row[key] for key in (*ROW_FIELDS, *_OUT_FIELDS)}
     data["updated_at"] = row["updated_at"]
     data["trajectory"] = data["trajectory"] or []
     data["details"] = data["details"] or {}
@@ -193,6 +202,27 @@ class IncidentStore:
         )
         return result
 
+    def mark_removed(self, removed: EvidenceRemoved, at: datetime | None = None) -> dict[str, int]:
+        """Say on the rows that retention deleted their clips (``removed.clip_incidents``) and key frame files
+        (``removed.keyframe_incidents``): batched UPDATEs in one transaction; a row already marked keeps its
+        first time, unknown ids are ignored. Returns the rows marked now (``clips``, ``incident_keyframes``).
+        ``EventStore.mark_removed`` marks events too, in the same transaction."""
+        with self.engine.begin() as conn:
+            return self.mark_removed_on(conn, removed, (at or datetime.now(UTC)))
+
+    @staticmethod
+    def mark_removed_on(conn: Connection, removed: EvidenceRemoved, at: datetime) -> dict[str, int]:
+        """``mark_removed`` on an open transaction."""
+        stamp = _naive_utc(at)
+        assert stamp is not None
+        table = s.incidents
+        return {
+            "clips": mark_rows(conn, table, "incident_id", "clip_removed_at", removed.clip_incidents, stamp),
+            "incident_keyframes": mark_rows(
+                conn, table, "incident_id", "keyframes_removed_at", removed.keyframe_incidents, stamp
+            ),
+        }
+
     # ------------------------------------------------------------------ reads
     def get(self, incident_id: str) -> IncidentOut | None:
         """One incident by its id, or None."""
@@ -232,6 +262,12 @@ class IncidentStore:
         )
         with self.engine.connect() as conn:
             return [_record(row) for row in conn.execute(stmt).mappings()]
+
+    def open_ids(self) -> set[str]:
+        """The ids of the open incidents (what retention must keep), from an index: no row is read."""
+        t = s.incidents.c
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(t.incident_id).where(t.status == "open")).scalars())
 
     def open_counts(self) -> list[dict[str, Any]]:
         """Open incidents per site, camera, rule, severity and acknowledgement (the API's /metrics)."""

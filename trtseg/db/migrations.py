@@ -60,10 +60,44 @@ def _v3_incidents(conn: Connection) -> None:
     _rewrite_cameras(conn)
 
 
+# What migration 4 adds, as that version defined it (explicit: schema.py may change after it). A
+# database created from today's schema.py already has it all (migrations 1 and 3 create the tables in
+# their newest shape), so each column and index is added only when its table lacks it.
+_V4_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("incidents", "clip_removed_at"),
+    ("incidents", "keyframes_removed_at"),
+    ("events", "keyframes_removed_at"),
+)
+_V4_INDEXES: tuple[tuple[str, str, str], ...] = (
+    ("events", "ix_events_status", "status, event_id"),
+    ("incidents", "ix_incidents_status", "status, incident_id"),
+)
+
+
+def _v4_evidence_removed(conn: Connection) -> None:
+    """When retention deleted a row's evidence files (nullable UTC times; the rows themselves stay), and
+    indexes that give the open rows' ids without reading the tables (what retention must keep)."""
+    kind = "DATETIME(6)" if conn.dialect.name == "mysql" else "DATETIME"  # microseconds, like the other times
+    for table, column in _V4_COLUMNS:
+        if column not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind} NULL"))
+    for table, name, columns in _V4_INDEXES:
+        if name not in {i["name"] for i in sa.inspect(conn).get_indexes(table)}:
+            conn.execute(sa.text(f"CREATE INDEX {name} ON {table} ({columns})"))
+
+
+def _v5_deliveries(conn: Connection) -> None:
+    from trtseg.outbound.schema import create_deliveries_table  # the outbox's own module owns its table
+
+    create_deliveries_table(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events table with site/camera/class time indexes", _v1_events),
     Migration(2, "cameras table: the camera registry (run-time changes, tombstones)", _v2_cameras),
     Migration(3, "incidents table; stored cameras rewritten with their analytics section", _v3_incidents),
+    Migration(4, "evidence removal times on incidents and events; status indexes for open ids", _v4_evidence_removed),
+    Migration(5, "deliveries: the outbox of MQTT and webhook messages", _v5_deliveries),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -99,10 +99,13 @@ class EventOut(BaseModel):
     keyframe_raw_path: str | None
     keyframe_annotated_path: str | None
     instances: list[dict[str, Any]] | None
+    keyframes_removed_at: datetime | None = Field(
+        default=None, description="When retention deleted the key frame files (their paths stay; null: kept)."
+    )
     created_at: datetime
     updated_at: datetime
 
-    @field_validator("started_at", "ended_at", "last_seen_at", "created_at", "updated_at")
+    @field_validator("started_at", "ended_at", "last_seen_at", "keyframes_removed_at", "created_at", "updated_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return as_utc(value)

@@ -1,4 +1,7 @@
-"""The tables (events, incidents, the camera registry), in SQLAlchemy Core: one schema for MySQL/MariaDB and SQLite."""
+"""The tables (events, incidents, the camera registry), in SQLAlchemy Core: one schema for MySQL/MariaDB and SQLite.
+
+They describe the newest shape; trtseg.db.migrations brings older databases to it.
+"""
 
 from __future__ import annotations
 
@@ -87,12 +90,15 @@ events = sa.Table(
     sa.Column("keyframe_raw_path", sa.String(PATH_LEN), nullable=True),
     sa.Column("keyframe_annotated_path", sa.String(PATH_LEN), nullable=True),
     sa.Column("instances", JsonText(), nullable=True),
+    # When retention deleted the key frame files (migration 4); the paths stay, the files are gone.
+    sa.Column("keyframes_removed_at", _time_type(), nullable=True),
     sa.Column("created_at", _time_type(), nullable=False),
     sa.Column("updated_at", _time_type(), nullable=False),
     sa.Index("ix_events_started", "started_at", "id"),
     sa.Index("ix_events_site_started", "site", "started_at"),
     sa.Index("ix_events_camera_started", "camera_id", "started_at"),
     sa.Index("ix_events_class_started", "class_name", "started_at"),
+    sa.Index("ix_events_status", "status", "event_id"),  # migration 4: open ids for retention, from the index
     **_MYSQL_TABLE,
 )
 
@@ -158,6 +164,10 @@ incidents = sa.Table(
     ),
     sa.Column("acknowledged_at", _time_type(), nullable=True),
     sa.Column("acknowledged_by", sa.String(ACK_BY_LEN), nullable=True),
+    # When retention deleted the incident's clip / its key frame files (migration 4): the first time is
+    # kept, upserts never touch them, and the row (key frame paths included) stays.
+    sa.Column("clip_removed_at", _time_type(), nullable=True),
+    sa.Column("keyframes_removed_at", _time_type(), nullable=True),
     sa.Column("created_at", _time_type(), nullable=False),
     sa.Column("updated_at", _time_type(), nullable=False),
     sa.Index("ix_incidents_started", "started_at", "id"),
@@ -170,5 +180,6 @@ incidents = sa.Table(
     sa.Index("ix_incidents_class_started", "class_name", "started_at"),
     sa.Index("ix_incidents_severity_started", "severity", "started_at"),
     sa.Index("ix_incidents_ack_started", "acknowledged_at", "started_at"),
+    sa.Index("ix_incidents_status", "status", "incident_id"),  # migration 4, like ix_events_status
     **_MYSQL_TABLE,
 )

@@ -32,6 +32,7 @@ from trtseg.events import EventRecord
 
 if TYPE_CHECKING:
     from trtseg.analytics.records import IncidentRecord
+    from trtseg.clips.retention import EvidenceRemoved
     from trtseg.db.incidents import IncidentStore
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 # Multi-row statements stay far below SQLite's bound-parameter limit (17 columns a row).
 ROWS_PER_STATEMENT = 500
+IDS_PER_STATEMENT = 500  # ids in one UPDATE ... WHERE id IN (...) of mark_removed
 GROUP_KEYS: tuple[str, ...] = ("site", "camera_id", "class_name", "status", "day")
 
 
@@ -106,6 +108,23 @@ def record_to_row(record: EventRecord, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
     }
+
+
+def mark_rows(conn: Any, table: sa.Table, key: str, column: str, ids: Iterable[str], at: datetime) -> int:
+    """Set ``column`` to ``at`` (naive UTC) on the rows whose ``key`` is in ``ids`` and where it is still NULL
+    (the first removal time stays), a few hundred ids per UPDATE; ``updated_at`` is the time of the write.
+    Returns the rows marked now."""
+    wanted = list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
+    target, keys = table.c[column], table.c[key]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    marked = 0
+    for start in range(0, len(wanted), IDS_PER_STATEMENT):
+        chunk = wanted[start : start + IDS_PER_STATEMENT]
+        result = conn.execute(
+            table.update().where(keys.in_(chunk), target.is_(None)).values({column: at, "updated_at": now})
+        )
+        marked += max(0, result.rowcount or 0)
+    return marked
 
 
 def _forward_only(new: Any) -> list[tuple[str, Any]]:
@@ -213,6 +232,29 @@ class EventStore:
                 self.incidents.upsert_rows(conn, incident_rows)
         return len(event_rows) + len(incident_rows)
 
+    def mark_removed(self, removed: EvidenceRemoved, at: datetime | None = None) -> dict[str, int]:
+        """Say on the rows that retention deleted their evidence files (a ``trtseg.clips.retention.EvidenceRemoved``):
+        events' and incidents' ``keyframes_removed_at``, incidents' ``clip_removed_at``, in one transaction
+        of batched UPDATEs. Idempotent: a row already marked keeps its first time; unknown ids are
+        ignored. Returns the rows marked now per kind (``clips``, ``incident_keyframes``, ``event_keyframes``)."""
+        stamp = _naive_utc(at or datetime.now(UTC))
+        assert stamp is not None
+        with self.engine.begin() as conn:
+            counts = self.incidents.mark_removed_on(conn, removed, stamp)
+            counts["event_keyframes"] = mark_rows(
+                conn, s.events, "event_id", "keyframes_removed_at", removed.keyframe_events, stamp
+            )
+        if any(counts.values()):
+            logger.info("evidence removal marked on rows %s", " ".join(f"{k}={v}" for k, v in counts.items()))
+        return counts
+
+    def mark_keyframes_removed(self, event_ids: Iterable[str], at: datetime | None = None) -> int:
+        """Mark events whose key frame files were deleted (first time kept); returns the rows marked now."""
+        stamp = _naive_utc(at or datetime.now(UTC))
+        assert stamp is not None
+        with self.engine.begin() as conn:
+            return mark_rows(conn, s.events, "event_id", "keyframes_removed_at", event_ids, stamp)
+
     def _upsert_statement(self, rows: list[dict[str, Any]]) -> Any:
         if self.dialect == "mysql":
             stmt = mysql.insert(s.events).values(rows)
@@ -252,6 +294,12 @@ class EventStore:
         items = [EventOut.model_validate(r) for r in rows[: query.limit]]
         cursor = encode_cursor(items[-1].started_at, items[-1].id, query) if more and items else None
         return EventPage(items=items, next_cursor=cursor, limit=query.limit)
+
+    def open_ids(self) -> set[str]:
+        """The ids of the open events (what retention must keep), from an index: no row is read."""
+        t = s.events.c
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(t.event_id).where(t.status == "open")).scalars())
 
     def counts(
         self,
