@@ -53,6 +53,9 @@ class RecordingTracker:
         return getattr(self.inner, name)
 
 
+PRESENCE_INERTIA_S = 1.0
+
+
 def camera_config(seq: Sequence, fps: float, conf: float) -> Any:
     """A camera with the sequence's zones, lines and rules, in trtseg's configuration."""
     from trtseg.config.analytics import (
@@ -76,7 +79,8 @@ def camera_config(seq: Sequence, fps: float, conf: float) -> Any:
                 min_inside=r.min_inside,
                 min_outside=r.min_outside,
                 severity=severity,
-                min_duration_s=r.min_duration_s,
+                # the inertia the demo ships (conf/demo.yaml): a phantom seen for a frame raises nothing
+                min_duration_s=max(r.min_duration_s, PRESENCE_INERTIA_S),
             )
         if r.kind == "dwell":
             return DwellRule(

@@ -76,7 +76,7 @@ class KeyframeStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         logger.debug("key frame written path=%s bytes=%d", relative, len(data))
         return target
 
@@ -122,7 +122,7 @@ class KeyframeStore:
         return resolved
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make the rename durable; some filesystems refuse to open directories, which is harmless."""
     try:
         fd = os.open(path, os.O_RDONLY)

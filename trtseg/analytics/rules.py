@@ -80,6 +80,21 @@ class FrameView:
             self._anchors[anchor] = anchor_points(self.tracked, anchor)
         return self._anchors[anchor]
 
+    def observe(
+        self, rule: RuleBase, row: int, anchor: tuple[float, float] | None = None, **figures: Any
+    ) -> Observation:
+        """The observation of one object (row) under ``rule``, keyed by (rule, track)."""
+        return Observation(
+            key=(rule.name, self.ids[row]),
+            rule=rule,
+            class_name=self.names[row],
+            confidence=float(self.tracked.scores[row]),
+            index=[row],
+            source=self.tracked,
+            anchor=anchor if anchor is not None else _point(self.anchors("bottom_center")[row]),
+            **figures,
+        )
+
     def eligible(self, rule: RuleBase, classes: set[str]) -> list[int]:
         """Rows of the rule's classes that pass its confidence and area."""
         scores = self.tracked.scores
@@ -197,20 +212,7 @@ class PresenceEvaluator(Evaluator):
             state.hits.append(met)
             if sum(state.hits) < rule.min_hits or not met:
                 continue
-            out.append(
-                Observation(
-                    key=(rule.name, track),
-                    rule=rule,
-                    class_name=view.names[row],
-                    confidence=float(view.tracked.scores[row]),
-                    index=[row],
-                    source=view.tracked,
-                    alert=alert,
-                    fraction=fraction,
-                    side=side,
-                    anchor=_point(view.anchors("bottom_center")[row]),
-                )
-            )
+            out.append(view.observe(rule, row, alert=alert, fraction=fraction, side=side))
         return out
 
 
@@ -241,20 +243,7 @@ class DwellEvaluator(Evaluator):
             dwell = view.clock - state.entered
             if dwell + 1e-9 < rule.min_dwell_s:
                 continue
-            out.append(
-                Observation(
-                    key=(rule.name, track),
-                    rule=rule,
-                    class_name=view.names[row],
-                    confidence=float(view.tracked.scores[row]),
-                    index=[row],
-                    source=view.tracked,
-                    fraction=fraction,
-                    side=side,
-                    anchor=_point(view.anchors("bottom_center")[row]),
-                    details={"dwell_s": round(dwell, 2)},
-                )
-            )
+            out.append(view.observe(rule, row, fraction=fraction, side=side, details={"dwell_s": round(dwell, 2)}))
         return out
 
 
@@ -306,16 +295,7 @@ class CrossingEvaluator(Evaluator):
                 continue
             state.crossings += 1
             out.append(
-                Observation(
-                    key=(rule.name, track),
-                    rule=rule,
-                    class_name=view.names[row],
-                    confidence=float(view.tracked.scores[row]),
-                    index=[row],
-                    source=view.tracked,
-                    anchor=point,
-                    details={"direction": direction, "crossings": state.crossings},
-                )
+                view.observe(rule, row, anchor=point, details={"direction": direction, "crossings": state.crossings})
             )
         return out
 

@@ -34,9 +34,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trtseg.clips.layout import TMP_SUFFIX, ClipInfo, ClipLayout, fsync_dir, tmp_name, write_json
+from trtseg.clips.layout import TMP_SUFFIX, ClipInfo, ClipLayout, tmp_name, write_json
 from trtseg.clips.packet_ring import MUX_FORMAT, PacketRing, RingPacket
 from trtseg.events import new_event_id
+from trtseg.keyframes import fsync_dir
 
 logger = logging.getLogger(__name__)
 
