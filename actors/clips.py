@@ -26,9 +26,12 @@ QUEUE_MAX = 256
 class ClipLink:
     """Thread-safe: records come from the frame loop, the decoder's handle from a query thread."""
 
-    def __init__(self, config: ClipConfig, camera_id: str, queue_max: int = QUEUE_MAX) -> None:
+    def __init__(
+        self, config: ClipConfig, camera_id: str, queue_max: int = QUEUE_MAX, rules: Iterable[Any] = ()
+    ) -> None:
+        """``rules``: the camera's analytics rules, whose ``clip`` overrides ``config.severities``."""
         self.camera_id = camera_id
-        self._requester = ClipRequester(config)
+        self._requester = ClipRequester(config, rules)
         self._decoder: Any = None
         self._queue: deque[ClipRequest] = deque()
         self._queue_max = queue_max

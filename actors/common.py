@@ -43,6 +43,7 @@ def identity(role: str, key: str) -> dict[str, Any]:
         "incarnation": uuid.uuid4().hex,
         "pid": os.getpid(),
         "node_id": ray.get_runtime_context().get_node_id(),
+        "gpu_ids": [str(gpu) for gpu in ray.get_gpu_ids()],  # NVDEC decoders follow their segmenter's GPU
         "started_at": time.time(),
     }
 

@@ -4,10 +4,11 @@ It creates the sink and the segmentation actors, places every camera on a segmen
 camera's decoder and pusher on that segmenter's node), answers the HTTP API, and runs a watchdog
 that restores dead camera actors, notices new and lost nodes and rebalances cameras.
 
-It also runs the retention of evidence (``trtseg.clips.retention``: clips and key frames by age and
-disk cap) on a thread of its own process, marks the rows whose files it deleted, and reports the
-evidence (clips failing, key frames failing, over the disk cap) in ``health()``: evidence failing
-shows there and stops nothing.
+It also runs the retention of evidence (``trtseg.clips.evidence_retention``: clips and key frames by
+age and disk cap) on a thread of its own process, marks the rows whose files it deleted, and reports
+the evidence (clips failing, key frames failing, over the disk cap) in ``health()``: evidence failing
+shows there and stops nothing. What it answers to readers (frames, key frames, configuration,
+``health()``) is in ``actors.controller_views``.
 
 Camera changes made through the API are written to the camera registry in the database
 (``actors.persistence``), and Ray restarts the controller when its process dies. The actors it
@@ -25,37 +26,31 @@ import time
 import warnings
 from typing import Any
 
-import numpy as np
 import ray
 from pydantic import ValidationError
 
 from actors.common import SINK_NAME, call
+from actors.controller_views import READ_RETRIES, ControllerViews
 from actors.lifecycle import reason
 from actors.persistence import CameraPersistence
 from actors.segmenters import SegmenterPool
 from actors.spawn import new_sink
 from actors.supervisor import CameraEntry, kill_quietly
 from trtseg.analytics.camera import rule_class_problems
-from trtseg.clips.health import evidence_health
-from trtseg.clips.retention import Retention, open_ids_of
+from trtseg.clips.evidence_retention import EvidenceRetention
 from trtseg.config import CameraConfig, SystemConfig
 from trtseg.config.loader import format_validation_error
-from trtseg.db import EventStore
-from trtseg.detections import Detections
-from trtseg.pipeline import stream_targets
 from trtseg.placement import plan
-from trtseg.sources import redact_url, validate_source
+from trtseg.sources import validate_source
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 SEGMENTER_START_TIMEOUT_S = 180.0
-QUERY_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 20.0
 RESUME_RETRY_MAX_S = 30.0
-# Calls that only read are retried on the restarted controller when its process died under them;
-# camera changes are not (a change that was stored before the crash would then fail as a conflict).
-READ_RETRIES = 3
+# Camera changes are not retried on a restarted controller (unlike reads, ``READ_RETRIES``): a change
+# that was stored before the crash would then fail as a conflict.
 
 
 def _was_restarted() -> bool:
@@ -66,7 +61,7 @@ def _was_restarted() -> bool:
 
 
 @ray.remote
-class Controller(CameraPersistence):
+class Controller(ControllerViews, CameraPersistence):
     """Camera registry, placement and supervision (contract: docs/CONTRACTS.md)."""
 
     def __init__(self, config: SystemConfig, home_node: str | None = None) -> None:
@@ -75,8 +70,7 @@ class Controller(CameraPersistence):
         self.cameras: dict[str, CameraEntry] = {}
         self.pool = SegmenterPool(config)
         self.sink: Any = None
-        self.retention: Retention | None = None
-        self._evidence_store: EventStore | None = None
+        self.evidence: EvidenceRetention | None = None
         self.registry = None
         self._registry_loaded = False
         self._lock = asyncio.Lock()
@@ -189,29 +183,9 @@ class Controller(CameraPersistence):
         return summary
 
     def _start_retention(self) -> None:
-        """Retention of clips and key frames on a thread (every ``evidence.retention_interval_s``): the
-        current cameras' own days, the open incidents and events from the database (nothing is deleted
-        while it cannot be read), the rows of deleted evidence marked through the stores."""
-        if self.retention is not None:
-            return
-        store = self._evidence_store = EventStore(self.config.sink.database_url)
-        open_ids = open_ids_of(store)
-        migrated = False
-
-        def open_ids_now() -> set[str]:
-            nonlocal migrated
-            if not migrated:  # the marks need migration 4, which the sink may not have applied yet
-                store.migrate()
-                migrated = True
-            return open_ids()
-
-        self.retention = Retention(
-            self.config.evidence,
-            self.config.sink.keyframe_dir,
-            cameras=self._retention_cameras,
-            open_ids=open_ids_now,
-            on_removed=store.mark_removed,
-        ).start()
+        """Retention of clips and key frames on a thread (``trtseg.clips.evidence_retention``)."""
+        if self.evidence is None:
+            self.evidence = EvidenceRetention(self.config, self._retention_cameras).start()
 
     def _retention_cameras(self) -> list[CameraConfig] | None:
         """The cameras whose own retention days apply (retention's thread); None while the stored ones are
@@ -221,12 +195,9 @@ class Controller(CameraPersistence):
         return [entry.config for entry in list(self.cameras.values())]
 
     def _close_retention(self) -> None:
-        retention, self.retention = self.retention, None
-        store, self._evidence_store = self._evidence_store, None
-        if retention is not None:
-            retention.close()
-        if store is not None:
-            store.close()
+        evidence, self.evidence = self.evidence, None
+        if evidence is not None:
+            evidence.close()
 
     def _started(self) -> bool:
         task = self._start_task
@@ -323,106 +294,6 @@ class Controller(CameraPersistence):
             await self._persist(camera_id, None)  # a tombstone: a camera of the YAML stays removed
         logger.info("camera removed camera=%s", camera_id)
 
-    # ------------------------------------------------------------------ views
-    @ray.method(max_task_retries=READ_RETRIES)
-    async def latest_jpeg(self, camera_id: str) -> bytes | None:
-        entry = self._entry(camera_id)
-        if entry.pusher is None:
-            return None
-        return await call(entry.pusher.latest_jpeg.remote(), QUERY_TIMEOUT_S, f"pusher of {camera_id}")
-
-    @ray.method(max_task_retries=READ_RETRIES)
-    async def stream_urls(self, camera_id: str) -> dict[str, str]:
-        return stream_targets(self._entry(camera_id).config, self.config.pusher)
-
-    @ray.method(max_task_retries=READ_RETRIES)
-    async def infer_image(self, image: np.ndarray, conf: float = 0.25) -> Detections:
-        """Segment one image on the least busy segmenter."""
-        if not self.pool.entries:
-            raise RuntimeError("no segmentation actor is running")
-        counts = {key: 0 for key in self.pool.entries}
-        for entry in self.cameras.values():
-            if entry.segmenter in counts:
-                counts[entry.segmenter] += 1
-        key = min(counts, key=lambda k: counts[k] / self.pool.entries[k].slot.weight)
-        return await call(self.pool.entries[key].handle.infer_image.remote(image, conf), 60.0, "infer_image")
-
-    @ray.method(max_task_retries=READ_RETRIES)
-    async def read_keyframe(self, event_id: str, kind: str) -> bytes | None:
-        if self.sink is None:
-            return None
-        return await call(self.sink.read_keyframe.remote(event_id, kind), QUERY_TIMEOUT_S, "sink")
-
-    @ray.method(max_task_retries=READ_RETRIES)
-    async def read_incident_keyframe(self, incident_id: str, stage: str, kind: str) -> bytes | None:
-        if self.sink is None:
-            return None
-        return await call(self.sink.read_incident_keyframe.remote(incident_id, stage, kind), QUERY_TIMEOUT_S, "sink")
-
-    @ray.method(max_task_retries=READ_RETRIES)
-    def model_names(self) -> dict[int, str]:
-        """Class id -> name of the model the segmenters run (empty before one is ready)."""
-        names: dict[int, str] = {}
-        for entry in self.pool.entries.values():
-            names.update(entry.names)
-        return names
-
-    @ray.method(max_task_retries=READ_RETRIES)
-    def event_store_url(self) -> str:
-        """The database URL with its credentials, for the API's own EventStore (never shown)."""
-        return self.config.sink.database_url.get_secret_value()
-
-    @ray.method(max_task_retries=READ_RETRIES)
-    def config_summary(self) -> dict[str, Any]:
-        """The running configuration with secrets and URL credentials hidden."""
-        summary = self.config.model_dump(mode="json", exclude={"cameras"})
-        summary["sink"]["database_url"] = redact_url(self.config.sink.database_url.get_secret_value())
-        summary["cameras"] = [
-            {
-                **e.config.model_dump(mode="json"),
-                "source": redact_url(e.config.source),
-                "push": redact_url(e.config.push),
-            }
-            for e in self.cameras.values()
-        ]
-        return summary
-
-    @ray.method(max_task_retries=READ_RETRIES)
-    async def health(self) -> dict[str, Any]:
-        """Each component's state and figures; ``ready`` when all are usable."""
-        components: dict[str, Any] = {}
-        seg_stats = await asyncio.gather(
-            *(self._query(e.handle.stats.remote(), f"segmenter {k}") for k, e in self.pool.entries.items())
-        )
-        for key, stats in zip(self.pool.entries, seg_stats, strict=True):
-            components[f"segmenter:{key}"] = stats
-        components["sink"] = await self._query(self.sink.stats.remote(), "sink") if self.sink else {"state": "down"}
-        cameras = await self.list_cameras()
-        for camera in cameras:
-            components[f"camera:{camera['id']}"] = {
-                "state": camera["state"],
-                "ready": camera["state"] in ("live", "connecting", "disabled"),
-                **{k: camera[k] for k in ("node_id", "segmenter", "restores", "restarts")},
-                "stats": camera["stats"],
-            }
-        components["evidence"] = evidence_health(
-            {camera["id"]: (camera["stats"] or {}).get("decoder") or {} for camera in cameras},
-            self.retention.stats() if self.retention is not None else None,
-            components["sink"],
-        )
-        components["registry"] = self._registry_health()
-        components["controller"] = {
-            "state": "stopping" if self._stopping else ("ready" if self._started() else "starting"),
-            "restarted": self._restarted,
-            "checks": self._checks,
-            "last_check_error": self._last_check_error,
-            "uptime_s": round(time.time() - self._started_at, 1),
-        }
-        ready = bool(self.pool.entries) and all(
-            (c.get("ready") if "ready" in c else c.get("state") in ("ready", "live")) for c in components.values()
-        )
-        return {"ready": ready, "components": components}
-
     # ------------------------------------------------------------------ supervision
     async def check_now(self) -> dict[str, Any]:
         """One watchdog pass (tests and operators): registry, nodes, segmenters, camera actors, placement."""
@@ -500,12 +371,6 @@ class Controller(CameraPersistence):
         return restored
 
     # ------------------------------------------------------------------ helpers
-    def _entry(self, camera_id: str) -> CameraEntry:
-        entry = self.cameras.get(camera_id)
-        if entry is None:
-            raise KeyError(camera_id)
-        return entry
-
     def _validate(self, data: dict[str, Any]) -> CameraConfig:
         try:
             camera = CameraConfig.model_validate(data)
@@ -520,33 +385,3 @@ class Controller(CameraPersistence):
         if problems:
             raise ValueError(f"camera '{camera.id}': {'; '.join(problems)}")
         return camera
-
-    async def _query(self, ref: Any, what: str) -> dict[str, Any]:
-        try:
-            return dict(await call(ref, QUERY_TIMEOUT_S, what))
-        except Exception as error:
-            return {"state": "unavailable", "error": reason(error)}
-
-    async def _describe(self, entry: CameraEntry) -> dict[str, Any]:
-        stats: dict[str, Any] = {}
-        state = entry.state
-        if entry.decoder is not None and entry.pusher is not None:
-            decoder, pusher = await asyncio.gather(
-                self._query(entry.decoder.stats.remote(), "decoder"), self._query(entry.pusher.stats.remote(), "pusher")
-            )
-            state = decoder.get("state", "unavailable")
-            stats = {"decoder": decoder, "output": pusher}
-        elif not entry.config.enabled:
-            state = "disabled"
-        return {
-            "id": entry.config.id,
-            "site": entry.config.site,
-            "state": state,
-            "config": entry.config.model_dump(mode="json"),
-            "stats": stats,
-            "node_id": entry.node_id,
-            "segmenter": entry.segmenter,
-            "restores": entry.restores,
-            "restarts": entry.restarts,
-            "error": entry.error,
-        }

@@ -15,6 +15,10 @@ At most ``frames_in_flight`` frames (more with an inference interval, see
 ``trtseg.pipeline.frames_in_flight_limit``) are between here and the pusher: when the
 pipeline falls behind, the decoder's one-slot mailbox keeps only the newest frame (older ones
 counted as drops) instead of a queue growing, so the output stays real time.
+
+Frames never stop for the segmenter: while it is gone or stalled they go on to the pusher without
+detections (the channel: ``trtseg.handoff_segmenter``; the object store: ``InferGate`` here), and
+after the controller replaced a dead one, ``set_segmenter`` hands the camera to the new one.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 import ray
 
 from actors.common import EndpointPoll, identity, limit_cv_threads
+from actors.infer_gate import InferGate, poll_ref
 from engines.gpu.memory import CudaPageLocker
 from trtseg.channel import PageLocker, channel_available
 from trtseg.clips.camera import CameraClips
@@ -93,6 +98,7 @@ class DecoderActor:
         self._identity = identity("decoder", camera.id)
         limit_cv_threads()
         self._segmenter = segmenter
+        self._gate = self._new_gate(segmenter)
         self._pusher = pusher
         self._configured_limit = max(1, frames_in_flight)
         self._limit = self._configured_limit
@@ -104,7 +110,7 @@ class DecoderActor:
         self._stop = threading.Event()
         # The segmenter and the pusher read frames in host memory, by either route: NVDEC frames are
         # downloaded by the decoder (object store) or straight into the channel's page-locked ring.
-        self.decoder = make_decoder(camera, file_dir=file_dir, host_frames=True)
+        self.decoder = make_decoder(camera, file_dir=file_dir, host_frames=True, segmenter=segmenter)
         # Incident clips: the decoder's demuxed packets in a rolling buffer, cut into MP4s on request.
         self.clips = CameraClips.for_camera(camera, evidence)
         if self.clips is not None:
@@ -128,8 +134,12 @@ class DecoderActor:
         return self._identity
 
     def set_segmenter(self, segmenter: Any) -> None:
-        """Send the following frames to another segmentation actor (rebalancing)."""
+        """Send the following frames to another segmentation actor (rebalancing, a replacement)."""
         self._segmenter = segmenter
+        old, self._gate = self._gate, self._new_gate(segmenter)
+        if old is not None and self._gate is not None:  # the counts are the camera's, not one segmenter's
+            self._gate.skipped, self._gate.outages = old.skipped, old.outages
+        logger.info("decoder given a new segmenter camera=%s", self.camera.id)
         handoff = self._handoff
         if handoff is not None:
             handoff.reset_segmenter(EndpointPoll(segmenter) if segmenter is not None else None)
@@ -152,6 +162,9 @@ class DecoderActor:
         decoder = self.decoder.stats()
         self._export(decoder)
         figures = dict(self._figures)
+        gate = self._gate
+        if gate is not None and self._handoff is None:  # the object-store route's; the channel has its own
+            figures |= {"segmenter_state": gate.state, "infer_skipped": gate.skipped, "segmenter_outages": gate.outages}
         handoff = self._handoff
         channel: dict[str, Any] = {"transport": "object_store"}
         if handoff is not None:
@@ -195,6 +208,10 @@ class DecoderActor:
             except Exception as error:  # the pusher is restarting: the next round tells it
                 logger.debug("clip announce failed camera=%s error=%s", self.camera.id, error)
             self._stop.wait(ANNOUNCE_EVERY_S)
+
+    @staticmethod
+    def _new_gate(segmenter: Any) -> InferGate | None:
+        return InferGate(lambda: segmenter.ping.remote(), poll_ref) if segmenter is not None else None
 
     def _new_handoff(self) -> ChannelHandoff:
         camera = self.camera
@@ -279,8 +296,11 @@ class DecoderActor:
             frame = dataclasses.replace(frame, image=frame.image.get())
         frame_ref = ray.put(frame)
         detections = None
-        if frame.infer and self._segmenter is not None:
-            detections = [self._segmenter.infer.remote(frame_ref, self.camera.confidence, self.camera.iou, None)]
+        segmenter, gate = self._segmenter, self._gate
+        if frame.infer and segmenter is not None and gate is not None and gate.allows():
+            ref = segmenter.infer.remote(frame_ref, self.camera.confidence, self.camera.iou, None)
+            gate.sent(ref)
+            detections = [ref]
             self._figures["inferred"] += 1
         self._in_flight.append(self._pusher.process.remote(frame_ref, detections))
         self._figures["submitted"] += 1

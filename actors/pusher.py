@@ -3,7 +3,11 @@
 Frames arrive in order from the camera's decoder actor: over the node-local channel
 (``trtseg.handoff.serve_frames`` on a thread of its own, the default) or as ``process`` calls with
 the frame in the object store (one ``pipeline`` concurrency slot keeps that order). Queries
-(latest JPEG, stats) have their own slots so the live view never waits for the encoder.
+(latest JPEG, stats, watch) have their own slots so the live view never waits for the encoder.
+
+Viewers reach it through ``latest_jpeg`` (the API's JPEG and MJPEG views, via the controller) and
+``watch`` (the API's HLS playlist and ``POST /cameras/{id}/watch``): each counts as watching, which
+starts an on-demand camera's encoder and keeps it running (``trtseg.ondemand``).
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ logger = logging.getLogger(__name__)
 
 RESUME_TIMEOUT_S = 30.0
 RESUME_RETRY_S = 2.0
+FIRST_PICTURE_WAIT_S = 1.0  # an unwatched camera draws its next frame for a JPEG request: wait this long
 
 
-@ray.remote(concurrency_groups={"pipeline": 1, "query": 4})
+@ray.remote(concurrency_groups={"pipeline": 1, "query": 8})
 class PusherActor:
     """Wraps ``CameraOutput`` for one camera."""
 
@@ -46,7 +51,8 @@ class PusherActor:
         self._metrics = CameraMetrics(camera.id)
         self._analytics_metrics = AnalyticsMetrics(camera.id)
         self._outbox = RecordOutbox(self._send_events)
-        self._clips = ClipLink(camera.clips, camera.id)  # incident clips, cut by the camera's decoder actor
+        # incident clips, cut by the camera's decoder actor; a rule's `clip` overrides clips.severities
+        self._clips = ClipLink(camera.clips, camera.id, rules=camera.analytics.rules)
         self.output = CameraOutput(
             camera, pusher, names, on_events=self._outbox.put, resume=self._open_incidents(camera.id)
         )
@@ -87,8 +93,10 @@ class PusherActor:
         with self._frame_lock:
             if self._closed:
                 return 0.0
+            encoded = self.output.figures["encoded"]
             latency_ms = self.output.process(frame, found, infer_failed=failed)
-        self._metrics.count("frames_pushed")
+        if self.output.figures["encoded"] > encoded:
+            self._metrics.count("frames_pushed")
         self._metrics.capture_to_push_ms(latency_ms)
         return latency_ms
 
@@ -111,8 +119,14 @@ class PusherActor:
         self._clips.set_decoder(decoder)
 
     @ray.method(concurrency_group="query")
-    def latest_jpeg(self) -> bytes | None:
-        return self.output.latest_jpeg()
+    def latest_jpeg(self, viewer: str = "jpeg", wait_s: float = FIRST_PICTURE_WAIT_S) -> bytes | None:
+        """The latest annotated picture; the request counts as watching (an on-demand camera starts)."""
+        return self.output.latest_jpeg(wait_s=wait_s, viewer=viewer)
+
+    @ray.method(concurrency_group="query")
+    def watch(self, viewer: str = "api") -> dict[str, Any]:
+        """A viewer asks for the stream (cheap; the API calls it at most about once a second per camera)."""
+        return self.output.watch(viewer)
 
     @ray.method(concurrency_group="query")
     def target_urls(self) -> dict[str, str]:
@@ -126,6 +140,10 @@ class PusherActor:
     def stats(self) -> dict[str, Any]:
         figures = self.output.stats()
         self._metrics.gauge("fps_out", float(figures.get("fps_out", 0.0)))
+        demand = figures.get("demand", {})
+        self._metrics.gauge("stream_pushing", 1.0 if figures.get("pushing") else 0.0)
+        self._metrics.gauge("stream_viewers", float(demand.get("viewers", 0)))
+        self._metrics.gauge("stream_starts", float(demand.get("starts", 0)))
         analytics, tracks = figures.get("analytics", {}), figures.get("analytics", {}).get("tracks", {})
         self._analytics_metrics.zone_counts(figures.get("zone_counts", {}))
         self._analytics_metrics.tracks(int(tracks.get("confirmed", 0)), int(tracks.get("lost", 0)))

@@ -4,6 +4,13 @@ Each watchdog pass syncs the pool with the cluster: segmenters on lost nodes are
 and GPUs get theirs. Starting a segmenter (loading a model, building an engine) can take minutes,
 so starts are never awaited inside a pass: a start is polled on the following passes until it
 answers or its time is up.
+
+A segmenter that dies for good on a node that is still there (killed without restart, restarts used
+up) is replaced in place: its key and slot stay while the new one starts, so placement moves no
+camera (moving one restarts its decoder and pusher: a gap in the stream, its incidents closed), and
+once the new one answers, the decoders of its cameras are handed the new handle. Meanwhile those
+cameras push their frames without detections (``trtseg.handoff``). A replacement that fails to start
+drops the slot, and placement moves the cameras to the segmenters left.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import ray
 
 from actors.common import call
 from actors.spawn import new_segmenter
-from actors.supervisor import SegmenterEntry, is_dead, kill_quietly
+from actors.supervisor import SegmenterEntry, is_dead, is_restarting, kill_quietly
 from trtseg.config import SystemConfig
 from trtseg.placement import SegmenterSlot, segmenter_slots_for_nodes
 
@@ -35,6 +42,7 @@ class _Starting:
     handle: Any
     ping: Any  # ObjectRef of its first ping
     since: float
+    replaces: SegmenterEntry | None = None  # the dead segmenter whose slot it takes over
 
 
 class SegmenterPool:
@@ -44,7 +52,9 @@ class SegmenterPool:
         self.config = config
         self.entries: dict[str, SegmenterEntry] = {}
         self._starting: dict[str, _Starting] = {}
+        self._handed: dict[str, Any] = {}  # key -> replacement whose cameras' decoders are to be told
         self.errors: dict[str, str] = {}
+        self.replaced = 0
 
     def slots(self) -> list[SegmenterSlot]:
         return [entry.slot for entry in self.entries.values()]
@@ -65,10 +75,39 @@ class SegmenterPool:
         changed = self._retire_surplus(desired) or changed
         for key, slot in desired.items():
             if key not in self.entries and key not in self._starting:
-                handle = new_segmenter(slot, self.config)
-                self._starting[key] = _Starting(slot, handle, handle.ping.remote(), time.monotonic())
-                logger.info("segmenter starting key=%s node=%s", key, slot.node_id)
+                self._start(key, slot)
+        if self._handed:
+            await self._hand_over()
         return changed
+
+    def _start(self, key: str, slot: SegmenterSlot, replaces: SegmenterEntry | None = None) -> None:
+        handle = new_segmenter(slot, self.config)
+        self._starting[key] = _Starting(slot, handle, handle.ping.remote(), time.monotonic(), replaces)
+        logger.info("segmenter starting key=%s node=%s replacing=%s", key, slot.node_id, replaces is not None)
+
+    async def _hand_over(self) -> None:
+        """Give the decoders of a replaced segmenter's cameras the new handle (no camera restarts).
+
+        The pool lives in the controller's process and knows segmenters, not cameras: it asks its
+        own actor which cameras are placed on the key and for their decoders."""
+        handed, self._handed = self._handed, {}
+        try:
+            controller = ray.get_runtime_context().current_actor
+            placement = await call(controller.placement.remote(), PING_TIMEOUT_S, "placement")
+        except Exception as error:  # not in an actor (tests of the pool alone) or the call failed
+            logger.warning("segmenter hand-over skipped keys=%s error=%s", ",".join(handed), error)
+            return
+        for camera_id, where in placement["cameras"].items():
+            handle = handed.get(where.get("segmenter") or "")
+            if handle is None:
+                continue
+            try:
+                actors = await call(controller.camera_actors.remote(camera_id), PING_TIMEOUT_S, "camera actors")
+                if actors["decoder"] is not None:
+                    await call(actors["decoder"].set_segmenter.remote(handle), PING_TIMEOUT_S, "set_segmenter")
+                logger.info("camera handed to the new segmenter camera=%s key=%s", camera_id, where["segmenter"])
+            except Exception as error:  # its frames keep going without detections; the watchdog may restore it
+                logger.warning("segmenter hand-over failed camera=%s error=%s", camera_id, error)
 
     async def wait_ready(self, timeout_s: float) -> None:
         """At start-up: sync until no segmenter is still starting (or the time is up)."""
@@ -100,15 +139,27 @@ class SegmenterPool:
         for key, info in zip(keys, answers, strict=True):
             entry = self.entries[key]
             if isinstance(info, BaseException):
+                if key in self._starting:
+                    continue  # dead, and its replacement is starting
+                if is_restarting(info) and self._restarting_for(entry) < START_TIMEOUT_S:
+                    continue  # Ray brings it back; its cameras push frames without detections meanwhile
                 entry.failures += 1
-                if is_dead(info) or entry.failures >= MISSED_PINGS or key not in desired:
+                lost = is_dead(info) or entry.failures >= MISSED_PINGS
+                slot = desired.get(key)
+                if lost and slot is not None and slot.node_id == entry.slot.node_id:
+                    logger.warning("segmenter lost, replacing it in place key=%s error=%s", key, info)
+                    self.errors[key] = str(info)[:300]
+                    kill_quietly(entry.handle)
+                    self._start(key, entry.slot, replaces=entry)
+                    continue
+                if lost or key not in desired:
                     logger.warning("segmenter lost key=%s error=%s", key, info)
                     self.errors[key] = str(info)[:300]
                     kill_quietly(entry.handle)
                     del self.entries[key]
                     changed = True
                 continue
-            entry.failures = 0
+            entry.failures, entry.restarting_since = 0, None
             if entry.incarnation != info["incarnation"]:
                 entry.incarnation = info["incarnation"]
                 entry.restarts += 1
@@ -117,6 +168,14 @@ class SegmenterPool:
                 entry.slot = SegmenterSlot(entry.slot.key, info["node_id"], entry.slot.weight)
                 changed = True
         return changed
+
+    @staticmethod
+    def _restarting_for(entry: SegmenterEntry) -> float:
+        """Seconds since Ray first said ``entry`` is restarting."""
+        now = time.monotonic()
+        if entry.restarting_since is None:
+            entry.restarting_since = now
+        return now - entry.restarting_since
 
     def _retire_surplus(self, desired: dict[str, SegmenterSlot]) -> bool:
         """Stop segmenters the cluster no longer wants, once their replacements run (capacity first)."""
@@ -138,6 +197,7 @@ class SegmenterPool:
                     self.errors[key] = f"did not start in {START_TIMEOUT_S:g} s"
                     kill_quietly(start.handle)
                     del self._starting[key]
+                    changed = self._drop_replaced(key, start) or changed
                 continue
             del self._starting[key]
             try:
@@ -146,10 +206,24 @@ class SegmenterPool:
                 logger.error("segmenter failed to start key=%s error=%s", key, error)
                 self.errors[key] = str(error)[:300]
                 kill_quietly(start.handle)
+                changed = self._drop_replaced(key, start) or changed
                 continue
             slot = SegmenterSlot(key, info["node_id"], start.slot.weight)
-            self.entries[key] = SegmenterEntry(slot, start.handle, info["incarnation"], info["names"])
+            entry = SegmenterEntry(slot, start.handle, info["incarnation"], info["names"])
+            if start.replaces is not None:
+                entry.restarts = start.replaces.restarts + 1
+                self.replaced += 1
+                if slot.node_id == start.replaces.slot.node_id:  # else placement moves its cameras
+                    self._handed[key] = start.handle
+            self.entries[key] = entry
             self.errors.pop(key, None)
             changed = True
-            logger.info("segmenter ready key=%s node=%s", key, slot.node_id)
+            logger.info("segmenter ready key=%s node=%s replaced=%s", key, slot.node_id, start.replaces is not None)
         return changed
+
+    def _drop_replaced(self, key: str, start: _Starting) -> bool:
+        """A replacement that did not start: the dead one's slot goes too (its cameras are moved)."""
+        if start.replaces is None or self.entries.get(key) is not start.replaces:
+            return False
+        del self.entries[key]
+        return True

@@ -18,6 +18,7 @@ from trtseg.analytics.records import KEYFRAME_STAGES, IncidentRecord
 from trtseg.config import SinkConfig
 from trtseg.config.outbound import OutboundConfig
 from trtseg.db import EventStore
+from trtseg.db.webhooks import WebhookStore
 from trtseg.events import EventRecord
 from trtseg.keyframes import KeyframePathError
 from trtseg.metrics import EvidenceMetrics
@@ -132,9 +133,17 @@ class SinkActor:
 
 
 def _dispatcher(sink: SinkConfig, outbound: OutboundConfig | None, ports: Iterable[int]) -> OutboundDispatcher | None:
-    """The outbox's dispatcher on the sink's database, when MQTT or a webhook is configured."""
-    if outbound is None or not outbound.targets():
+    """The outbox's dispatcher on the sink's database, whenever an outbound section is given: besides the
+    configured MQTT broker and webhooks, it runs the webhooks set through the API (the ``webhooks`` table,
+    read again every few seconds, so an added, changed or deleted one needs no restart)."""
+    if outbound is None:
         return None
     store = EventStore(sink.database_url)
-    store.migrate()  # the deliveries table
-    return OutboundDispatcher(OutboxStore(store.engine, outbound), extra_blocked_ports=ports).start()
+    try:
+        store.migrate()  # the deliveries and webhooks tables
+    except Exception as exc:  # the database is down: the sink spools, the dispatcher's lanes wait for it
+        logger.warning("outbound tables not migrated yet error=%s", type(exc).__name__)
+    hooks = WebhookStore(store.engine)
+    return OutboundDispatcher(
+        OutboxStore(store.engine, outbound), extra_blocked_ports=ports, webhook_source=hooks.configs
+    ).start()

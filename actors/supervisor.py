@@ -25,6 +25,7 @@ class SegmenterEntry:
     names: dict[int, str] = field(default_factory=dict)
     failures: int = 0
     restarts: int = 0
+    restarting_since: float | None = None  # monotonic time Ray first said it is restarting
 
 
 @dataclass
@@ -50,6 +51,15 @@ def is_dead(error: BaseException) -> bool:
         return True
     cause = getattr(error, "cause", None)
     return isinstance(cause, ray.exceptions.ActorDiedError)
+
+
+def is_restarting(error: BaseException) -> bool:
+    """True when Ray says the actor is restarting: it comes back on its own, so that is no missed ping.
+
+    Counting it as one made the watchdog kill a segmenter Ray was about to bring back (three passes
+    while a loaded node restarts it), and the replacement restarted its cameras."""
+    unavailable = ray.exceptions.ActorUnavailableError
+    return isinstance(error, unavailable) or isinstance(getattr(error, "cause", None), unavailable)
 
 
 def kill_quietly(handle: Any) -> None:

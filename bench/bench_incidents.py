@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_incidents.py --quick                  # a short run (a few minutes, 2 cores)
     .venv/bin/python bench/bench_incidents.py                          # every case, a 10-minute sequence
     .venv/bin/python bench/bench_incidents.py --backend cuda --device cuda --precision fp16   # the GPU path
+    .venv/bin/python bench/bench_incidents.py --reuse-cache --only crossing long --crossing-seeds 0,1,2,3
+    .venv/bin/python bench/bench_incidents.py --reuse-cache --tracker duplicate_track_iou=1.0   # a tracker change
 
 Sequences (``datasets.sequence_scenarios``): a cable x % outside ``building_safe_zone`` for each x
 of ``--outside`` (rules: ``cable_danger`` at least 40 % outside, an alert; ``cable_inside`` at least
@@ -11,7 +13,10 @@ of ``--outside`` (rules: ``cable_danger`` at least 40 % outside, an alert; ``cab
 ``cross_rl``), and a ``--long-seconds`` sequence with all of it and many occlusions. Each frame
 inferred at ``--fps`` goes through the demo model (``engines.gpu.pipeline.create_engine``: the GPU
 pipeline for GPU backends) and ``trtseg.analytics.camera.CameraAnalytics``; the incidents it reports
-are matched to those the truth implies (``bench/incident_metrics.py``).
+are matched to those the truth implies (``bench/incident_metrics.py``). Each frame's detections and
+truth are cached (``bench/tracking_cache.py``, keyed by sequence, seed, model, threshold and backend),
+so ``--reuse-cache`` re-scores a tracker or rule change in seconds; ``bench/incident_why.py`` then
+tells, frame by frame, why a case was missed, false or doubled.
 """
 
 from __future__ import annotations
@@ -20,11 +25,16 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import tracking_cache as cache
+from bench.bench_tracking import tracker_config
 from bench.common import ROOT, machine_info, markdown_table, write_json
 from bench.incident_metrics import Score, followed, match, reported_from_records, track_log
 from bench.tracking_metrics import FrameTracks
@@ -54,9 +64,10 @@ class RecordingTracker:
 
 
 PRESENCE_INERTIA_S = 1.0
+GROUPS = ("fraction", "dwell", "crossing", "long")
 
 
-def camera_config(seq: Sequence, fps: float, conf: float) -> Any:
+def camera_config(seq: Sequence, fps: float, conf: float, tracker: list[str] | None = None) -> Any:
     """A camera with the sequence's zones, lines and rules, in trtseg's configuration."""
     from trtseg.config.analytics import (
         AnalyticsConfig,
@@ -92,6 +103,7 @@ def camera_config(seq: Sequence, fps: float, conf: float) -> Any:
         zones=[ZoneConfig(name=n, points=p) for n, p in seq.zones.items()],
         lines=[LineConfig(name=n, points=p) for n, p in seq.lines.items()],
         rules=[rule(r) for r in seq.rules],
+        tracker=tracker_config(tracker or []),
     )
     return CameraConfig(
         id="bench",
@@ -103,26 +115,82 @@ def camera_config(seq: Sequence, fps: float, conf: float) -> Any:
     )
 
 
-def run_sequence(seq: Sequence, engine: Any, args: argparse.Namespace) -> dict[str, Any]:
+class Detector:
+    """The demo model, loaded only when a frame is not in the cache (``--reuse-cache`` re-scores in seconds)."""
+
+    def __init__(self, args: argparse.Namespace, engine: Any = None) -> None:
+        self.args = args
+        self._engine: Any = engine  # given: a stand-in (tests); else the demo model, loaded when first needed
+
+    def engine(self) -> Any:
+        if self._engine is None:
+            from engines.gpu.pipeline import create_engine  # what the segmentation actors use: GPU pipeline on cuda
+            from trtseg.config import EngineConfig
+
+            a = self.args
+            config = EngineConfig(model=a.model, backend=a.backend, device=a.device, precision=a.precision)
+            self._engine = create_engine(config).load()
+            if dict(self._engine.names) != dict(enumerate(CLASS_NAMES)):
+                raise SystemExit(f"the model's classes {self._engine.names} are not the sequences' {CLASS_NAMES}")
+        return self._engine
+
+    def store(self, seq: Sequence) -> cache.SequenceCache | None:
+        """The sequence's cached frames (detections at the camera's confidence, and truth); None: no cache."""
+        a = self.args
+        if a.cache_dir is None:
+            return None
+        key = cache.sequence_key(
+            seq.name, seq.seed, seq.seconds, seq.size, a.model, a.conf, a.backend, a.device, a.precision
+        )
+        store = cache.SequenceCache(key, Path(a.cache_dir))
+        return store.load() if a.reuse_cache else store
+
+
+def frames(seq: Sequence, detector: Detector, args: argparse.Namespace) -> Iterator[tuple[Any, Any, Any, float]]:
+    """(image or None, detections, truth, inference seconds) of each frame inferred at ``--fps``."""
+    store = detector.store(seq)
+    try:
+        for i in seq.indices(args.fps):
+            if store is not None and i in store.frames:
+                det, truth = store.get(i)
+                yield None, det, truth, 0.0
+                continue
+            image, truth = seq.render(i)
+            started = time.perf_counter()
+            det = detector.engine().predict(image, conf=args.conf, iou=args.iou)[0]
+            spent = time.perf_counter() - started
+            if store is not None:
+                store.put(i, det, truth)
+            yield image, det, truth, spent
+    finally:
+        if store is not None:
+            store.save()
+
+
+def run_sequence(seq: Sequence, detector: Detector, args: argparse.Namespace) -> dict[str, Any]:
     """Infer the sequence at ``--fps``, feed CameraAnalytics, match its incidents to the truth."""
     from trtseg.analytics.camera import CameraAnalytics
     from trtseg.frames import Frame
 
-    camera = camera_config(seq, args.fps, args.conf)
-    analytics = CameraAnalytics(camera, engine.names)
+    camera = camera_config(seq, args.fps, args.conf, args.tracker)
+    if abs(camera.iou - args.iou) > 1e-9:
+        raise SystemExit(f"--iou {args.iou} differs from the camera's default {camera.iou}")
+    analytics = CameraAnalytics(camera, dict(enumerate(CLASS_NAMES)))
     recorder = RecordingTracker(analytics.tracker)
     analytics.tracker = recorder
     records: list[Any] = []
     truths, outputs = [], []
     infer_s = analytics_s = 0.0
-    for i in seq.indices(args.fps):
-        image, truth = seq.render(i)
-        started = time.perf_counter()
-        det = engine.predict(image, conf=camera.confidence, iou=camera.iou)[0]
+    blank: np.ndarray | None = None
+    for image, det, truth, spent in frames(seq, detector, args):
+        if image is None:  # from the cache: key frames are drawn on a blank picture of the right size
+            if blank is None:
+                blank = np.zeros((*det.frame_shape[:2], 3), np.uint8)
+            image = blank
         middle = time.perf_counter()
-        records += analytics.update(Frame("bench", i, EPOCH + truth.t, image, pts_s=truth.t), det)
+        records += analytics.update(Frame("bench", truth.index, EPOCH + truth.t, image, pts_s=truth.t), det)
         analytics_s += time.perf_counter() - middle
-        infer_s += middle - started
+        infer_s += spent
         truths.append(truth)
         outputs.append(FrameTracks.from_detections(recorder.last))
     records += analytics.close_all(EPOCH + seq.seconds)
@@ -177,14 +245,20 @@ def _describe(outcome: Any) -> dict[str, Any]:
 def plan(args: argparse.Namespace, size: tuple[int, int]) -> list[tuple[str, Any]]:
     """(group, builder) of every sequence of the run; builders are called one at a time."""
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    crossing_seeds = seeds if args.crossing_seeds is None else [int(s) for s in args.crossing_seeds.split(",")]
+    only = set(args.only)
     out: list[tuple[str, Any]] = []
     for seed in seeds:
-        for pct in args.outside:
-            out.append(("fraction", lambda s=seed, p=pct: scenarios.fraction(s, p / 100.0, size=size)))
-        for dwell_s in args.dwell:
-            out.append(("dwell", lambda s=seed, d=dwell_s: scenarios.dwell(s, d, size=size)))
-        out.append(("crossing", lambda s=seed: scenarios.crossing(s, size=size)))
-    if args.long_seconds > 0:
+        if "fraction" in only:
+            for pct in args.outside:
+                out.append(("fraction", lambda s=seed, p=pct: scenarios.fraction(s, p / 100.0, size=size)))
+        if "dwell" in only:
+            for dwell_s in args.dwell:
+                out.append(("dwell", lambda s=seed, d=dwell_s: scenarios.dwell(s, d, size=size)))
+    if "crossing" in only:
+        for seed in crossing_seeds:
+            out.append(("crossing", lambda s=seed: scenarios.crossing(s, size=size)))
+    if args.long_seconds > 0 and "long" in only:
         out.append(("long", lambda: scenarios.long(seeds[0], seconds=args.long_seconds, size=size)))
     return out
 
@@ -232,6 +306,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--conf", type=float, default=0.25, help="the camera's confidence (trtseg's default)")
+    parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU (the camera's default)")
+    parser.add_argument(
+        "--only", nargs="+", choices=GROUPS, default=list(GROUPS), help="run only these sequence groups"
+    )
+    parser.add_argument(
+        "--crossing-seeds", default=None, help="seeds of the crossing sequences (default: --seeds), e.g. 0,1,2,3"
+    )
+    parser.add_argument("--tracker", nargs="*", default=[], metavar="KEY=VALUE", help="TrackerConfig overrides")
+    parser.add_argument("--reuse-cache", action="store_true", help="read detections and truth cached by earlier runs")
+    parser.add_argument("--cache-dir", default=str(cache.CACHE_DIR))
     parser.add_argument("--cable-iou", type=float, default=0.3, help="mask IoU that matches a cable")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "incidents.json"))
     parser.add_argument("--verbose", action="store_true", help="log every incident as trtseg does")
@@ -249,18 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.verbose:
         logging.getLogger("trtseg").setLevel(logging.WARNING)
-    from engines.gpu.pipeline import create_engine  # what the segmentation actors use: GPU pipeline on cuda
-    from trtseg.config import EngineConfig
-
-    config = EngineConfig(model=args.model, backend=args.backend, device=args.device, precision=args.precision)
-    engine = create_engine(config).load()
+    detector = Detector(args)
     size = tuple(int(v) for v in args.size.lower().split("x"))
     started = time.monotonic()
     groups: dict[str, Score] = {}
     items = []
     for group, build in plan(args, size):  # type: ignore[arg-type]
         seq = build()
-        item = run_sequence(seq, engine, args)
+        item = run_sequence(seq, detector, args)
         item["group"] = group
         groups.setdefault(group, Score()).extend(item.pop("score"))
         items.append(item)

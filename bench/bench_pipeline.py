@@ -179,6 +179,7 @@ def camera_dict(index: int, clip: Path, args: argparse.Namespace) -> dict[str, A
         "source": str(clip),
         "loop": True,
         "push": args.push,
+        "push_mode": args.push_mode,
         "inference_fps": args.inference_fps,
         "decoder": args.decoder,
     }
@@ -223,15 +224,43 @@ def role_pids(system: LocalSystem, camera_ids: list[str], before: dict[str, Any]
 
 
 def segmenter_batching(system: LocalSystem) -> dict[str, dict[str, Any]]:
-    """Each segmentation actor's cumulative batching figures (from the controller's health)."""
+    """Each segmentation actor's cumulative batching and engine stage figures (controller's health)."""
     import ray
 
     health = ray.get(system.controller.health.remote(), timeout=60)
     return {
-        key.split(":", 1)[1]: dict(component.get("batching") or {})
+        key.split(":", 1)[1]: {**dict(component.get("batching") or {}), "engine": dict(component.get("engine") or {})}
         for key, component in health["components"].items()
         if key.startswith("segmenter:")
     }
+
+
+def engine_window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """The engine's own milliseconds per batch in the window (pre, network, post), to set beside the
+    batch's time in the actor: the difference is the actor's host side (gathering, hand-back)."""
+    batches = _delta(after, before, "batches")
+    if not batches:
+        return {}
+    return {
+        f"{stage}_per_batch": round(_delta(after, before, stage) / batches, 2)
+        for stage in ("pre_ms", "infer_ms", "post_ms")
+    }
+
+
+def start_profiles(pids: list[int], seconds: float, out_dir: Path, label: str) -> list[subprocess.Popen[bytes]]:
+    """py-spy samples each segmenter process over the window (raw collapsed stacks, threads apart,
+    without pausing it): where a batch's host time goes, read later with ``bench/profile_stacks.py``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
+        logger.warning("--profile asked for, but py-spy is not on PATH")
+        return []
+    procs = []
+    for pid in pids:
+        cmd = [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200"]
+        cmd += ["--format", "raw", "--threads", "--nonblocking", "--output", str(out_dir / f"{label}-{pid}.txt")]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    return procs
 
 
 def batching_window(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -248,20 +277,35 @@ def batching_window(before: dict[str, dict[str, Any]], after: dict[str, dict[str
             "mean_batch_size": round(_delta(end, start, "items") / batches, 2) if batches else 0.0,
             "mean_batch_ms": round(busy_ms / batches, 2) if batches else 0.0,
             "queue_depth_end": end.get("queue_depth"),
+            "engine": engine_window(start.get("engine", {}), end.get("engine", {})),
         }
     return out
 
 
 def measure(
-    system: LocalSystem, camera_ids: list[str], seconds: float, p99_limit_ms: float = REALTIME_P99_LIMIT_MS
+    system: LocalSystem,
+    camera_ids: list[str],
+    seconds: float,
+    p99_limit_ms: float = REALTIME_P99_LIMIT_MS,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     """One measurement window on the running cameras."""
     before = snapshot(system, camera_ids)
     batching0 = segmenter_batching(system)
-    meter = CpuMeter(pids=role_pids(system, camera_ids, before))
+    pids = role_pids(system, camera_ids, before)
+    meter = CpuMeter(pids=pids)
     meter.start()
+    profiles = (
+        start_profiles(pids["segmenter"], seconds, profile_dir, f"segmenter-{len(camera_ids)}cams")
+        if profile_dir
+        else []
+    )
     time.sleep(seconds)
     meter.stop()
+    for proc in profiles:
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode:
+            logger.warning("py-spy failed rc=%s error=%s", proc.returncode, err.decode(errors="replace")[-300:])
     after = snapshot(system, camera_ids)
     batching = batching_window(batching0, segmenter_batching(system))
     wall = after["t"] - before["t"]
@@ -289,7 +333,7 @@ def camera_figures(
     expected = fps * max(wall - loop_gap, 0.0)
     frames_out = _delta(out1, out0, "frames")  # annotated frames handed to the pusher
     push0, push1 = out0.get("push", {}), out1.get("push", {})
-    encoding = push1.get("state") not in (None, "disabled", "waiting")
+    encoding = push1.get("state") not in (None, "disabled", "waiting", "idle", "off")  # idle, off: push_mode
     # Distinct pictures written to the encoder (its gap-filling repeats are counted apart, as
     # duplicates); with push 'none', the frames handed to the pusher.
     streamed = _delta(push1, push0, "frames_written") if encoding else frames_out
@@ -439,7 +483,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 camera_ids.append(cam["id"])
             wait_live(system, camera_ids, CAMERA_READY_TIMEOUT_S)
             time.sleep(args.warmup)
-            step = measure(system, camera_ids, args.seconds, args.p99_limit_ms)
+            profile_dir = Path(args.profile) if args.profile else None
+            step = measure(system, camera_ids, args.seconds, args.p99_limit_ms, profile_dir)
             step["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
             results.append(step)
             write_json(Path(args.out).with_suffix(".partial.json"), {"steps": results})  # survives a kill
@@ -472,6 +517,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "restart_first": args.restart_first,
             "inference_fps": args.inference_fps,
             "push": args.push,
+            "push_mode": args.push_mode,
             "preset": args.preset,
             "x264_threads": args.x264_threads,
             "encoder_nice": args.encoder_nice,
@@ -586,6 +632,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="'demo': every camera tracks objects and judges the demo's zone rule (conf/demo.yaml)",
     )
     parser.add_argument("--push", default="hls", help="hls, none, or an rtmp:// URL (one camera only)")
+    parser.add_argument(
+        "--push-mode",
+        default="always",
+        choices=["always", "on_demand", "never"],
+        help="each camera's push_mode (on_demand: nobody watches during the bench, so nothing is encoded)",
+    )
     parser.add_argument("--preset", default="veryfast", help="x264 preset of the pushers")
     parser.add_argument("--size", type=_size, default=(1280, 720), help="clip size WxH")
     parser.add_argument("--clip-seconds", type=float, default=10.0, help="length of each looping clip")
@@ -595,6 +647,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", default=None, help="PNG of throughput and latency vs cameras")
     parser.add_argument("--write", action="store_true", help="write the Pipeline section of docs/BENCHMARKS.md")
     parser.add_argument("--verbose", action="store_true", help="actor logs on the console")
+    parser.add_argument(
+        "--profile", default=None, help="directory: py-spy samples of the segmenters in each window (needs py-spy)"
+    )
     parser.add_argument("--from-json", default=None, help="render an existing report instead of measuring")
     parser.add_argument("--compare", default=None, help="a bench_peer JSON report drawn in the same plot")
     parser.add_argument("--note", default="", help="a sentence added to the docs section (e.g. the GPU)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from deployments import (
     routes_incidents,
     routes_infer,
     routes_system,
+    routes_webhooks,
 )
 from deployments.auth import require_ack, require_read, require_write
 from deployments.context import ApiContext
@@ -109,10 +111,12 @@ def create_app(
     keyframe_dir: Path | None = None,
     clip_dir: Path | None = None,
     outbound: Any = None,
+    webhooks: Sequence[Any] = (),
 ) -> FastAPI:
     """The whole API. ``store`` is a migrated trtseg.db.EventStore; ``pusher`` gives the HLS directory;
     ``keyframe_dir`` lets the API read key frames itself (else it asks the controller); ``outbound``
-    (a GuardPolicy) is what camera source URLs set through the API may reach."""
+    (a GuardPolicy) is what camera source and webhook URLs set through the API may reach; ``webhooks``
+    are the configuration file's (``outbound.webhooks``), listed read-only beside the stored ones."""
     ctx = ApiContext(
         control=control,
         store=store,
@@ -132,6 +136,7 @@ def create_app(
             {"name": "incidents", "description": "Incidents per tracked object and rule, key frames, acknowledgement."},
             {"name": "events", "description": "Detected events and their key frames."},
             {"name": "inference", "description": "Segmentation of an uploaded image."},
+            {"name": "webhooks", "description": "Webhook receivers of incident messages (admin only)."},
             {"name": "dashboard", "description": "The web page."},
         ],
     )
@@ -145,6 +150,7 @@ def create_app(
     app.include_router(routes_clips.build_router(read, clip_dir))
     app.include_router(routes_events.build_router(read))
     app.include_router(routes_infer.build_router(write))
+    app.include_router(routes_webhooks.build_router(write, webhooks))
     _install_handlers(app, ctx)
     if config.cors_origins:
         app.add_middleware(

@@ -52,6 +52,7 @@ class ApiServer:
             keyframe_dir=self._config.sink.keyframe_dir,
             clip_dir=self._config.evidence.clip_dir,
             outbound=policy_from_config(self._config.outbound, cluster_ports(self._config)),
+            webhooks=self._config.outbound.webhooks,
         )
 
 

@@ -145,6 +145,10 @@ class RayControlPlane:
     async def stream_urls(self, camera_id: str) -> dict[str, Any]:
         return dict(await self._call("stream_urls", camera_id) or {})
 
+    async def camera_actors(self, camera_id: str) -> dict[str, Any]:
+        """The camera's actor handles (the API touches its pusher's ``watch``: streams on demand)."""
+        return dict(await self._call("camera_actors", camera_id) or {})
+
     async def health(self) -> dict[str, Any]:
         return dict(await self._call("health") or {})
 

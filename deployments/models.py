@@ -61,6 +61,24 @@ class CameraStatus(BaseModel):
     state: str = Field(default="unknown", description="connecting, live, reconnecting, failed, stopped or disabled.")
     config: dict[str, Any] = Field(default_factory=dict, description="The camera's configuration.")
     stats: dict[str, Any] = Field(default_factory=dict, description="Figures: frames in/out, drops, fps, latency.")
+    push_mode: str | None = Field(
+        default=None, description="When the stream is encoded: always, on_demand or never (the config's push_mode)."
+    )
+    pushing: bool | None = Field(default=None, description="Whether the stream is being encoded now.")
+
+
+class WatchStatus(BaseModel):
+    """A camera's stream after a viewer asked for it (streams on demand)."""
+
+    camera_id: str
+    push_mode: str = Field(description="always, on_demand or never.")
+    demanded: bool = Field(description="Pictures are wanted now: the encoder runs from the next frame.")
+    pushing: bool = Field(description="The encoder runs now.")
+    viewers: int = Field(description="Distinct viewers within the idle time.")
+    starts: int = Field(description="On-demand encoder starts so far.")
+    stops: int = Field(description="On-demand encoder stops so far (idle).")
+    idle_s: float = Field(description="Seconds without a viewer after which an on-demand stream stops.")
+    hls_ready: bool = Field(default=False, description="The HLS playlist of the running encoder is there.")
 
 
 class StreamUrls(BaseModel):

@@ -17,8 +17,9 @@ from trtseg.config import CameraConfig
 from trtseg.config.camera import CAMERA_ID_PATTERN
 
 from deployments.context import ApiContext, get_context
-from deployments.control import CameraNotFound
-from deployments.models import CameraStatus, Problem, StreamUrls
+from deployments.control import CameraNotFound, ControlError
+from deployments.models import CameraStatus, Problem, StreamUrls, WatchStatus
+from deployments.viewers import ViewerTouches
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ HLS_TYPES = {
 }
 BOUNDARY = "trtsegframe"
 KEEPALIVE_S = 5.0  # an unchanged picture is sent again this often, so idle proxies keep the stream
+HLS_START_GRACE_S = 3.0  # an on-demand encoder's start, beyond its first segment: the playlist GET waits
+HLS_POLL_S = 0.2  # how often a waiting playlist GET asks the pusher whether the new playlist is there
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or wrong bearer token."},
     404: {"model": Problem, "description": "No camera with this id."},
@@ -68,6 +71,10 @@ def _status(raw: dict[str, Any], camera_id: str | None = None) -> CameraStatus:
     data = dict(raw)
     data.setdefault("id", camera_id or data.get("config", {}).get("id", "?"))
     data.setdefault("config", {k: v for k, v in raw.items() if k in CameraConfig.model_fields})
+    data.setdefault("push_mode", data["config"].get("push_mode", "always"))
+    output = (data.get("stats") or {}).get("output") or {}
+    if "pushing" in output:
+        data.setdefault("pushing", bool(output["pushing"]))
     return CameraStatus.model_validate(data)
 
 
@@ -90,8 +97,14 @@ async def _ensure_camera(ctx: ApiContext, camera_id: str) -> None:
     await ctx.control.get_camera(camera_id)
 
 
+def _viewer(request: Request, kind: str) -> str:
+    client = request.client.host if request.client is not None else "?"
+    return f"{kind}:{client}"
+
+
 def build_router(read: Any, write: Any) -> APIRouter:
     router = APIRouter(tags=["cameras"], responses=ERRORS)
+    touches = ViewerTouches()
 
     @router.get("/cameras", response_model=list[CameraStatus], summary="List cameras", dependencies=[Depends(read)])
     async def list_cameras(ctx: ApiContext = Depends(get_context)) -> list[CameraStatus]:
@@ -188,9 +201,11 @@ def build_router(read: Any, write: Any) -> APIRouter:
         dependencies=[Depends(read)],
     )
     async def live_mjpg(request: Request, camera_id: str = _camera_id(), ctx: ApiContext = Depends(get_context)) -> Any:
-        await _ensure_camera(ctx, camera_id)
+        # The first picture doubles as the check that the camera exists (CameraNotFound: 404) and, for an
+        # on-demand camera, as the viewer's request: fetched before the headers, it costs no extra call.
+        first = await ctx.control.latest_jpeg(camera_id)
         return StreamingResponse(
-            _mjpeg(ctx, camera_id),
+            _mjpeg(ctx, camera_id, first),
             media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -217,31 +232,83 @@ def build_router(read: Any, write: Any) -> APIRouter:
             pushed=pushed,
         )
 
+    @router.post(
+        "/cameras/{camera_id}/watch",
+        response_model=WatchStatus,
+        summary="Ask for a camera's stream (streams on demand)",
+        description="Counts as a viewer: a camera with push_mode 'on_demand' encodes from its next frame "
+        "until PusherConfig.on_demand_idle_s pass without a viewer. The HLS playlist, MJPEG and JPEG "
+        "views count on their own; call this to start the HLS stream before the player asks, or to keep "
+        "a stream pushed to RTMP/RTSP/SRT going.",
+        responses={409: {"model": Problem, "description": "The camera is not running (disabled or starting)."}},
+        dependencies=[Depends(read)],
+    )
+    async def watch(
+        request: Request, camera_id: str = _camera_id(), ctx: ApiContext = Depends(get_context)
+    ) -> WatchStatus:
+        status = await touches.touch(ctx.control, camera_id, _viewer(request, "watch"), force=True)
+        if status is None:
+            await _ensure_camera(ctx, camera_id)
+            raise HTTPException(409, detail=f"camera '{camera_id}' has no running pusher (disabled or starting)")
+        return WatchStatus(camera_id=camera_id, **{k: status[k] for k in WatchStatus.model_fields if k in status})
+
     @router.get(
         "/hls/{camera_id}/{file}",
         summary="HLS playlist and segments",
-        description="Serves PusherConfig.hls_dir/<camera_id>/<file>: index.m3u8 and its .ts segments.",
+        description="Serves PusherConfig.hls_dir/<camera_id>/<file>: index.m3u8 and its .ts segments. "
+        "A playlist GET counts as a viewer; for a camera with push_mode 'on_demand' that is not encoding, "
+        "it starts the encoder and waits for the first segment (about hls_segment_s plus a second).",
         response_class=FileResponse,
         responses={200: {"content": {"application/vnd.apple.mpegurl": {}, "video/mp2t": {}}}},
         dependencies=[Depends(read)],
     )
     async def hls(
-        camera_id: str = _camera_id(), file: str = PathParam(max_length=140), ctx: ApiContext = Depends(get_context)
+        request: Request,
+        camera_id: str = _camera_id(),
+        file: str = PathParam(max_length=140),
+        ctx: ApiContext = Depends(get_context),
     ) -> FileResponse:
         if not HLS_FILE.match(file):
             raise HTTPException(404, detail="no such HLS file (expected index.m3u8 or a segment name)")
         root = ctx.hls_dir.resolve()
         path = (root / camera_id / file).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        if not path.is_relative_to(root):
             raise HTTPException(404, detail=f"no HLS file '{file}' for camera '{camera_id}'")
         kind = file.rsplit(".", 1)[1]
+        if kind == "m3u8":
+            await _hls_viewer(request, ctx, camera_id, path)
+        if not path.is_file():
+            raise HTTPException(404, detail=f"no HLS file '{file}' for camera '{camera_id}'")
         cache = "no-cache" if kind == "m3u8" else "max-age=60"
         return FileResponse(path, media_type=HLS_TYPES[kind], headers={"Cache-Control": cache})
+
+    async def _hls_viewer(request: Request, ctx: ApiContext, camera_id: str, path: Any) -> None:
+        """Touch the camera's pusher; a starting on-demand stream's playlist is waited for (bounded)."""
+        try:
+            status = await touches.touch(ctx.control, camera_id, _viewer(request, "hls"))
+        except CameraNotFound:
+            if path.is_file():  # files of a removed camera stay served until they are gone
+                return
+            raise
+        except ControlError:  # the controller is down: files on disk are still served
+            return
+        if status is None or status.get("push_mode") != "on_demand" or status.get("hls_ready"):
+            return
+        # Starting (or just stopped, its playlist not yet removed): wait until the pusher says that the
+        # playlist on disk is its new encoder's, so a viewer never gets a stale one.
+        pusher = ctx.pusher
+        deadline = time.monotonic() + pusher.hls_segment_s + pusher.gop_s + HLS_START_GRACE_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(HLS_POLL_S)
+            status = await touches.touch(ctx.control, camera_id, _viewer(request, "hls"), force=True)
+            if status is None or status.get("hls_ready"):
+                return
+        raise HTTPException(503, detail=f"the stream of camera '{camera_id}' is starting", headers={"Retry-After": "1"})
 
     return router
 
 
-async def _mjpeg(ctx: ApiContext, camera_id: str) -> AsyncIterator[bytes]:
+async def _mjpeg(ctx: ApiContext, camera_id: str, first: bytes | None = None) -> AsyncIterator[bytes]:
     """Yield multipart parts until the camera goes or ApiConfig.live_max_s passes; unchanged pictures
     are not sent again (but for a keep-alive), so a stalled camera costs no bandwidth.
 
@@ -259,7 +326,7 @@ async def _mjpeg(ctx: ApiContext, camera_id: str) -> AsyncIterator[bytes]:
         while time.monotonic() - started < ctx.config.live_max_s:
             tick = time.monotonic()
             try:
-                jpeg = await ctx.control.latest_jpeg(camera_id)
+                jpeg = first if sent == 0 and first is not None else await ctx.control.latest_jpeg(camera_id)
             except CameraNotFound:
                 break
             fresh = jpeg is not None and jpeg != last

@@ -1,4 +1,9 @@
-"""Incidents from the database (filters, cursor pages, key frames per stage) and their acknowledgement.
+"""Incidents from the database (filters, cursor pages, key frames per stage, the outline track drawn over
+the clip) and their acknowledgement.
+
+The outline track lives in an incident's ``details`` (``trtseg.analytics.evidence.OutlineRecorder``
+says why); it is up to ~30 kB, so listings and the single incident leave it out and
+``GET /incidents/{id}/track`` serves it.
 
 Reads follow the events' rules (token only with ``token_for_reads``); acknowledging changes state,
 so it needs the token like every mutating endpoint. The store is synchronous (SQLAlchemy), so every
@@ -13,8 +18,9 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response
 from fastapi import Path as PathParam
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
+from trtseg.analytics.evidence import OUTLINE_KEY
 from trtseg.db.incident_models import (
     INCIDENT_ID_PATTERN,
     AckRequest,
@@ -67,6 +73,63 @@ def incident_query(filters: dict[str, Any], cursor: str | None) -> IncidentQuery
     return query
 
 
+class TrackShape(BaseModel):
+    """The rule's zone (closed) or line as it was when the incident opened."""
+
+    name: str
+    points: list[tuple[float, float]] = Field(description="(x, y) in 0..1 of the frame.")
+    closed: bool = Field(description="True for a zone (polygon), false for a line.")
+
+
+class OutlineSample(BaseModel):
+    """The object's mask outline(s) in one analysed frame."""
+
+    t: float = Field(description="Seconds since the incident started.")
+    ts: float = Field(description="Capture time (epoch seconds): video time = ts - the clip's start_ts.")
+    outlines: list[list[tuple[float, float]]] = Field(description="Polygons of (x, y) in 0..1 of the frame.")
+
+
+class OutlineTrackOut(BaseModel):
+    """What the dashboard draws over an incident's clip: its zone or line and the object's outline over time."""
+
+    incident_id: str
+    started_ts: float | None = Field(description="Epoch seconds of the incident's start (null: no track stored).")
+    every_s: float | None = Field(description="Seconds between samples (doubles when a long incident thins them).")
+    shapes: list[TrackShape]
+    samples: list[OutlineSample]
+
+
+def outline_track(incident: IncidentOut) -> OutlineTrackOut:
+    """The stored track of an incident, or an empty one (older incidents, or stored data that does not parse)."""
+    raw = incident.details.get(OUTLINE_KEY)
+    empty = OutlineTrackOut(incident_id=incident.incident_id, started_ts=None, every_s=None, shapes=[], samples=[])
+    if raw is None:
+        return empty
+    try:
+        t0 = float(raw["t0"])
+        return OutlineTrackOut(
+            incident_id=incident.incident_id,
+            started_ts=t0,
+            every_s=float(raw["every_s"]),
+            shapes=[TrackShape.model_validate(shape) for shape in raw["shapes"]],
+            samples=[
+                OutlineSample(t=float(t), ts=round(t0 + float(t), 3), outlines=polygons)
+                for t, polygons in raw["samples"]
+            ],
+        )
+    except (KeyError, TypeError, ValueError) as error:  # a row written by hand or by a future version
+        logger.warning("outline track unreadable incident_id=%s error=%s", incident.incident_id, str(error)[:200])
+        return empty
+
+
+def without_track(incident: IncidentOut) -> IncidentOut:
+    """The incident without its outline track (kept out of listings: up to ~30 kB each)."""
+    if OUTLINE_KEY not in incident.details:
+        return incident
+    details = {k: v for k, v in incident.details.items() if k != OUTLINE_KEY}
+    return incident.model_copy(update={"details": details})
+
+
 def build_router(read: Any, write: Any, ack: Any = None) -> APIRouter:
     ack = ack or write  # acknowledging: its own permission (deployments.auth.require_ack: either role)
     router = APIRouter(tags=["incidents"], responses=ERRORS)
@@ -112,7 +175,8 @@ def build_router(read: Any, write: Any, ack: Any = None) -> APIRouter:
             "order": order,
             "limit": limit,
         }
-        return await _store_call(ctx.incidents.query, incident_query(filters, cursor))
+        page: IncidentPage = await _store_call(ctx.incidents.query, incident_query(filters, cursor))
+        return page.model_copy(update={"items": [without_track(item) for item in page.items]})
 
     @router.post(
         "/incidents/ack",
@@ -136,7 +200,24 @@ def build_router(read: Any, write: Any, ack: Any = None) -> APIRouter:
         incident = await _store_call(ctx.incidents.get, incident_id)
         if incident is None:
             raise HTTPException(404, detail=f"incident '{incident_id}' not found")
-        return incident
+        return without_track(incident)
+
+    @router.get(
+        "/incidents/{incident_id}/track",
+        response_model=OutlineTrackOut,
+        summary="An incident's outline track",
+        description="The rule's zone or line and the tracked object's mask outline over time (up to 5 samples a "
+        "second, at most 150 samples: a long incident keeps its whole span at a coarser pace), in 0..1 of the "
+        "frame, each sample with its capture time, so a player draws them over the clip (video time = `ts` - "
+        "the clip's `start_ts`, from `/clip/info`). Empty for incidents stored before outlines were kept.",
+        responses=NOT_FOUND,
+        dependencies=[Depends(read)],
+    )
+    async def get_track(incident_id: str = _incident_id(), ctx: ApiContext = Depends(get_context)) -> Any:
+        incident = await _store_call(ctx.incidents.get, incident_id)
+        if incident is None:
+            raise HTTPException(404, detail=f"incident '{incident_id}' not found")
+        return outline_track(incident)
 
     @router.post(
         "/incidents/{incident_id}/ack",
@@ -157,7 +238,7 @@ def build_router(read: Any, write: Any, ack: Any = None) -> APIRouter:
         result: AckResult = await _store_call(ctx.incidents.acknowledge, [incident_id], by)
         if not result.acknowledged:
             raise HTTPException(404, detail=f"incident '{incident_id}' not found")
-        return await _store_call(ctx.incidents.get, incident_id)
+        return without_track(await _store_call(ctx.incidents.get, incident_id))
 
     @router.get(
         "/incidents/{incident_id}/keyframe/{stage}/{kind}",

@@ -4,6 +4,11 @@ Real time comes first: the consumer (batching segmenter) takes ``latest()``; fra
 in time are overwritten and counted as dropped, so no queue grows when inference falls behind. A
 lost stream is reopened with capped exponential backoff; a file source is paced at its native rate
 and may loop, with ``pts_s`` kept monotonic across loops and reconnects.
+
+Opening and demuxing are shared by every decoder (``CameraDecoder._session``: FFmpeg's input options
+from ``trtseg.sources``, the packet tap of the clip buffer, timestamps in the stream's time base);
+a subclass changes only how a stream is set up, how one packet is decoded and how the session
+ends (``_open_stream``, ``_decode_packet``, ``_close_stream``: NVDEC in ``trtseg.decode_nvdec``).
 """
 
 from __future__ import annotations
@@ -11,16 +16,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import av
 import numpy as np
 
 from trtseg.config.camera import CameraConfig
+from trtseg.decode_common import PacketTap, RateMeter
 from trtseg.frames import Frame
 from trtseg.sources import Source, SourceError, ffmpeg_input_options, parse_source, redact_text, redact_url
 
@@ -28,44 +33,19 @@ logger = logging.getLogger(__name__)
 
 STATES = ("connecting", "live", "reconnecting", "failed", "stopped")
 DEFAULT_FPS = 25.0
-
-
-class RateMeter:
-    """Events per second over a sliding window, for the stats of a live pipeline."""
-
-    def __init__(self, window_s: float = 2.0) -> None:
-        self._window_s = window_s
-        self._stamps: deque[float] = deque(maxlen=4096)
-        self._lock = threading.Lock()
-
-    def tick(self, now: float | None = None) -> None:
-        with self._lock:
-            self._stamps.append(time.monotonic() if now is None else now)
-
-    def rate(self, now: float | None = None) -> float:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            while self._stamps and now - self._stamps[0] > self._window_s:
-                self._stamps.popleft()
-            if len(self._stamps) < 2:
-                return 0.0
-            return (len(self._stamps) - 1) / max(now - self._stamps[0], 1e-6)
+# What a damaged packet raises: counted, skipped. (PyAV 14 renamed its EINVAL error ValueError to
+# ArgumentError; naming the missing one made every decode error end the session instead.)
+_EINVAL = tuple(getattr(av.error, name) for name in ("ArgumentError", "ValueError") if hasattr(av.error, name))
+CORRUPT_PACKET: tuple[type[BaseException], ...] = (av.error.InvalidDataError, *_EINVAL)
+__all__ = ["DEFAULT_FPS", "STATES", "CameraDecoder", "PacketTap", "RateMeter", "StreamRefused"]
 
 
 class _Stop(Exception):
     """Raised inside the decode loop when stop() was asked."""
 
 
-class PacketTap(Protocol):
-    """Sees the video stream's packets as demuxed, before they are decoded (``trtseg.clips.PacketRing``).
-
-    Called on the decode thread: it must be quick and must not block; what it raises is counted
-    (``tap_errors``) and decoding goes on.
-    """
-
-    def begin_session(self, stream: Any) -> None: ...
-
-    def packet(self, packet: Any) -> None: ...
+class StreamRefused(SourceError):
+    """The source opened, but this decoder cannot take its stream: the camera fails, no retries."""
 
 
 TAP_LOG_EVERY = 1000
@@ -226,6 +206,10 @@ class CameraDecoder:
                 delivered = self._session(source)
             except _Stop:
                 break
+            except StreamRefused as exc:  # retrying cannot help: say why and stop
+                self._set_state("failed", error=str(exc))
+                logger.error("decoder refused the stream camera=%s error=%s", self.camera.id, self._last_error)
+                return
             except Exception as exc:  # PyAV raises many kinds; every one means "this session ended"
                 delivered = self._frames_in_session > 0
                 self._last_error = redact_text(f"{type(exc).__name__}: {exc}")
@@ -270,14 +254,12 @@ class CameraDecoder:
         options = ffmpeg_input_options(source.url, self.camera)
         timeout = self.camera.open_timeout_s
         container = av.open(source.url, options=options, timeout=(timeout, timeout))
+        clean = False
         try:
             if not container.streams.video:
                 raise av.error.InvalidDataError(0, "source has no video stream")
             stream = container.streams.video[0]
-            threads = self.camera.decode_threads
-            stream.thread_type = "SLICE" if threads == 1 else "AUTO"  # frame threads delay every frame
-            stream.codec_context.thread_count = threads
-            self._decode_threads = int(stream.codec_context.thread_count)
+            self._open_stream(stream, container)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 0.0
             self._source_fps = fps if 0 < fps <= 240 else 0.0  # RTP clocks sometimes surface as "rates"
@@ -294,8 +276,8 @@ class CameraDecoder:
                 if tap is not None:
                     self._tapped(tap.packet, packet)
                 try:
-                    frames = packet.decode()
-                except (av.error.InvalidDataError, av.error.ValueError) as exc:
+                    frames = self._decode_packet(packet)
+                except CORRUPT_PACKET as exc:
                     self._corrupt += 1
                     self._last_error = redact_text(f"corrupt packet: {exc}")
                     continue
@@ -305,9 +287,32 @@ class CameraDecoder:
                     if source.is_file:
                         pace_origin = self._pace(pts, pace_origin)
                     self._deliver(video_frame, pts)
+            clean = True
         finally:
-            container.close()
+            try:
+                self._close_stream(source, clean)
+            finally:
+                container.close()
         return self._frames_in_session > 0
+
+    # ------------------------------------------------- what a decoder kind changes
+    def _open_stream(self, stream: Any, container: Any) -> None:
+        """Set up decoding of ``stream`` (PyAV's own decoder here: its threads)."""
+        threads = self.camera.decode_threads
+        stream.thread_type = "SLICE" if threads == 1 else "AUTO"  # frame threads delay every frame
+        stream.codec_context.thread_count = threads
+        self._decode_threads = int(stream.codec_context.thread_count)
+
+    def _decode_packet(self, packet: Any) -> list[Any]:
+        """The frames one demuxed packet completes (the empty packet at the end flushes the rest).
+
+        Each frame has ``pts`` (stream time base, or None), ``time`` and ``to_ndarray``; an
+        ``InvalidDataError`` or ``ValueError`` of PyAV counts the packet as corrupt.
+        """
+        return packet.decode()  # type: ignore[no-any-return]
+
+    def _close_stream(self, source: Source, clean: bool) -> None:
+        """The session ends (``clean``: its stream ran to the end without an error)."""
 
     def _tapped(self, call: Callable[[Any], None], arg: Any) -> None:
         """Hand the tap a packet or a new stream; its failures are counted, never raised into decoding."""
@@ -329,7 +334,7 @@ class CameraDecoder:
         self._session_first_raw = None
         self._session_base = 0.0 if self._last_pts is None else self._last_pts + self._frame_step
 
-    def _raw_pts(self, frame: av.VideoFrame, time_base: Fraction | None) -> float:
+    def _raw_pts(self, frame: Any, time_base: Fraction | None) -> float:
         if frame.pts is not None and time_base is not None:
             return float(frame.pts * time_base)
         if frame.time is not None:

@@ -5,9 +5,10 @@ The decoder side (``ChannelHandoff``) writes each frame once into a slot of its 
 frames to the pusher strictly in order, each with its detections, once they are there. The pusher
 answers every frame with ``FrameDone``, which frees its slot. The serving sides
 (``serve_frames`` for the pusher, ``serve_inference`` for the segmenter) read their connection
-on a thread of their own. A failure loses no more than the frames in flight, and the camera goes
-on: a segmenter that is gone or too slow turns into frames pushed without new detections (counted
-as inference failures), a pusher that is gone into frames counted as lost until it is back.
+on a thread of their own (``trtseg.handoff_serve``). A failure loses no more than the frames in
+flight, and the camera goes on: a pusher that is gone turns into frames counted as lost until it is
+back, and frames never stop for a segmenter that is gone or stalled (``trtseg.handoff_segmenter``).
+The messages are in ``trtseg.handoff_messages``; this module re-exports what the actors use.
 """
 
 from __future__ import annotations
@@ -15,146 +16,67 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import pickle
-import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from trtseg.channel import (
-    ChannelClosed,
-    Connection,
-    DeviceImage,
-    FrameSlots,
-    MappedSlots,
-    PageLocker,
-    RingInfo,
-    printable,
-)
-from trtseg.detections import Detections
+from trtseg.channel import ChannelClosed, Connection, DeviceImage, FrameSlots, PageLocker, printable
 from trtseg.frames import Frame
+from trtseg.handoff_messages import (
+    LOG_EVERY,
+    Endpoint,
+    EndpointResolver,
+    FrameDone,
+    FrameNote,
+    InferNote,
+    InferReply,
+    RingAnnounce,
+)
+from trtseg.handoff_segmenter import (
+    PROBE_INTERVAL_S,
+    STALL_TIMEOUT_S,
+    Entry,
+    HandoffFigures,
+    Link,
+    SegmenterHealth,
+    SegmenterSide,
+)
+from trtseg.handoff_serve import FrameProcessor, InferSubmitter, serve_frames, serve_inference
+
+__all__ = [
+    "DETECTIONS_TIMEOUT_S",
+    "LOG_EVERY",
+    "PROBE_INTERVAL_S",
+    "PUSH_TIMEOUT_S",
+    "STALL_TIMEOUT_S",
+    "ChannelHandoff",
+    "Endpoint",
+    "EndpointResolver",
+    "FrameDone",
+    "FrameNote",
+    "FrameProcessor",
+    "HandoffFigures",
+    "InferNote",
+    "InferReply",
+    "InferSubmitter",
+    "RingAnnounce",
+    "serve_frames",
+    "serve_inference",
+]
 
 logger = logging.getLogger(__name__)
 
 DETECTIONS_TIMEOUT_S = 30.0  # as long as the object-store path waits for a frame's detections
 PUSH_TIMEOUT_S = 30.0  # a frame the pusher has not answered by then is given up (its slot reused)
 RECONNECT_INTERVAL_S = 1.0
-LOG_EVERY = 100  # repeated failures are logged the first and then every 100th time, not each frame
-
-
-# --------------------------------------------------------------------------- messages
-@dataclass(frozen=True, slots=True)
-class RingAnnounce:
-    """A new ring of frame slots; its memory's file descriptor travels with the message."""
-
-    info: RingInfo
-
-
-@dataclass(frozen=True, slots=True)
-class InferNote:
-    """Segment the picture in ``slot`` of ring ``ring_id`` with the camera's thresholds."""
-
-    camera_id: str
-    seq: int
-    ring_id: str
-    slot: int
-    conf: float
-    iou: float
-    classes: tuple[str, ...] | None
-
-
-@dataclass(frozen=True, slots=True)
-class InferReply:
-    """Detections of frame ``seq`` (pickled, relayed to the pusher as they are) or why there are none."""
-
-    seq: int
-    detections: bytes | None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FrameNote:
-    """One frame for the pusher: where its picture is, its stamps, and its detections if inferred."""
-
-    ring_id: str
-    slot: int
-    camera_id: str
-    seq: int
-    capture_ts: float
-    pts_s: float
-    infer: bool
-    meta: dict[str, float]
-    detections: bytes | None
-    infer_failed: bool
-
-    def frame(self, image: np.ndarray) -> Frame:
-        return Frame(self.camera_id, self.seq, self.capture_ts, image, self.pts_s, self.infer, self.meta)
-
-
-@dataclass(frozen=True, slots=True)
-class FrameDone:
-    """The pusher is done with frame ``seq``: its slot may be written again."""
-
-    seq: int
-    latency_ms: float | None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where an actor's channel listens, and on which node (the channel does not leave a node).
-
-    An empty address: the actor has no channel (the decoder uses the object store)."""
-
-    address: str
-    node_id: str
-
-
-EndpointResolver = Callable[[], Endpoint | None]  # None: not known yet (ask again later)
 
 
 # --------------------------------------------------------------------------- decoder side
-@dataclass(slots=True)
-class _Entry:
-    frame: Frame
-    ring: FrameSlots
-    slot: int
-    state: str  # pending (needs a segmenter), inferring, ready, sent
-    since: float
-    detections: bytes | None = None
-    infer_failed: bool = False
-
-
-@dataclass(slots=True)
-class _Link:
-    """One connection of the decoder (to the pusher or the segmenter) and its reader thread."""
-
-    name: str
-    resolve: EndpointResolver | None
-    connection: Connection | None = None
-    next_try: float = 0.0
-    address: str | None = None
-    connects: int = 0
-    last_error: str | None = None
-
-
-@dataclass(slots=True)
-class HandoffFigures:
-    completed: int = 0
-    lost: int = 0  # frames the pusher never answered (gone, or too slow)
-    push_errors: int = 0  # frames the pusher answered with an error
-    infer_failed: int = 0
-    infer_timeouts: int = 0
-    rings: int = 0
-
-
-class ChannelHandoff:
+class ChannelHandoff(SegmenterSide):
     """The decoder's end of the channel: ring, in-order release, reconnects, timeouts.
 
     ``pusher`` and ``segmenter`` resolve the other actors' endpoints (None: not known yet, asked
@@ -173,7 +95,7 @@ class ChannelHandoff:
         segmenter: EndpointResolver | None,
         node_id: str,
         thresholds: tuple[float, float, tuple[str, ...] | None] = (0.25, 0.7, None),
-        detections_timeout_s: float = DETECTIONS_TIMEOUT_S,
+        detections_timeout_s: float = STALL_TIMEOUT_S,
         push_timeout_s: float = PUSH_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
         locker: PageLocker | None = None,
@@ -189,13 +111,14 @@ class ChannelHandoff:
         self._push_timeout_s = push_timeout_s
         self._clock = clock
         self._cond = threading.Condition()
-        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._entries: OrderedDict[int, Entry] = OrderedDict()
         self._ring: FrameSlots | None = None
         self._free: list[int] = []
         self._ring_users: dict[str, int] = {}  # entries in flight per ring (old rings close at 0)
         self._retired: dict[str, FrameSlots] = {}
-        self._pusher = _Link("pusher", pusher)
-        self._segmenter = _Link("segmenter", segmenter)
+        self._pusher = Link("pusher", pusher)
+        self._segmenter = Link("segmenter", segmenter)
+        self._health = SegmenterHealth()
         self._closed = False
 
     # ------------------------------------------------------------------ driver thread
@@ -240,12 +163,11 @@ class ChannelHandoff:
             slot = self._free.pop()
             # From here on the frame is its slot: a GPU picture's device memory goes back at once.
             frame = dataclasses.replace(frame, image=ring.write(slot, frame.image))
-            entry = _Entry(frame, ring, slot, "ready", self._clock())
+            entry = Entry(frame, ring, slot, "ready", self._clock())
             self._ring_users[ring.info.ring_id] = self._ring_users.get(ring.info.ring_id, 0) + 1
             self._entries[frame.seq] = entry
             if frame.infer and self._segmenter.resolve is not None:
-                entry.state = "pending"
-                self._send_infer(entry)
+                self._ask_segmenter_locked(entry)
             self._release_locked()
             return True
 
@@ -275,14 +197,6 @@ class ChannelHandoff:
                 self._cond.wait(min(remaining, 0.25))
             return not self._entries
 
-    def reset_segmenter(self, segmenter: EndpointResolver | None) -> None:
-        """Another segmenter from now on: frames waiting on the old one are pushed without detections."""
-        with self._cond:
-            old = self._segmenter.connection
-            self._segmenter = _Link("segmenter", segmenter)
-        if old is not None:
-            old.close()
-
     def stats(self) -> dict[str, Any]:
         with self._cond:
             states: dict[str, int] = {}
@@ -296,6 +210,9 @@ class ChannelHandoff:
                 "channel_last_push_error": self.last_push_error,
                 "channel_infer_failed": self.figures.infer_failed,
                 "channel_infer_timeouts": self.figures.infer_timeouts,
+                "channel_infer_skipped": self.figures.infer_skipped,
+                "channel_segmenter_outages": self.figures.segmenter_outages,
+                "channel_segmenter_state": self._segmenter_state_locked(),
                 "channel_rings": self.figures.rings,
                 "channel_ring_page_locked": self._ring.page_locked if self._ring is not None else None,
                 "channel_states": states,
@@ -322,7 +239,7 @@ class ChannelHandoff:
 
     # ------------------------------------------------------------------ internals
     @staticmethod
-    def _link_stats(link: _Link) -> dict[str, Any]:
+    def _link_stats(link: Link) -> dict[str, Any]:
         return {
             "connected": link.connection is not None,
             "address": printable(link.address) if link.address else None,
@@ -330,7 +247,7 @@ class ChannelHandoff:
             "last_error": link.last_error,
         }
 
-    def _connect(self, link: _Link) -> None:
+    def _connect(self, link: Link) -> None:
         """(Re)connect ``link`` when it is down and a try is due; runs on the driver thread."""
         if link.connection is not None or link.resolve is None or self._closed:
             return
@@ -342,6 +259,7 @@ class ChannelHandoff:
         except Exception as error:  # the actor is restarting or gone: try again later
             link.last_error = f"{type(error).__name__}: {error}"[:300]
             link.next_try = now + RECONNECT_INTERVAL_S
+            self._link_down(link)
             return
         if endpoint is None:
             return  # its answer is pending: asked again on the next call
@@ -358,6 +276,7 @@ class ChannelHandoff:
             connection = Connection.connect(endpoint.address)
         except ChannelClosed as error:
             link.last_error = str(error)
+            self._link_down(link)
             return
         with self._cond:
             if self._closed:
@@ -368,6 +287,7 @@ class ChannelHandoff:
             if self._ring is not None:
                 self._announce(connection, self._ring)
             if link is self._segmenter:
+                self._segmenter_back_locked()
                 for entry in self._entries.values():
                     if entry.state == "pending":
                         self._send_infer(entry)
@@ -396,18 +316,6 @@ class ChannelHandoff:
         with contextlib.suppress(ChannelClosed):  # the reader thread sees the closed connection and cleans up
             connection.send(RingAnnounce(ring.info), (ring.fd,))
 
-    def _send_infer(self, entry: _Entry) -> None:
-        connection = self._segmenter.connection
-        if connection is None:
-            return  # pending until the segmenter is connected (or its detections time out)
-        conf, iou, classes = self._thresholds
-        note = InferNote(self.camera_id, entry.frame.seq, entry.ring.info.ring_id, entry.slot, conf, iou, classes)
-        try:
-            connection.send(note)
-            entry.state = "inferring"
-        except ChannelClosed:
-            pass
-
     def _release_locked(self) -> None:
         """Send the frames at the head of the line whose detections are in, in order."""
         connection = self._pusher.connection
@@ -435,7 +343,7 @@ class ChannelHandoff:
                 break
             entry.state, entry.since = "sent", self._clock()
 
-    def _finish_locked(self, seq: int) -> _Entry | None:
+    def _finish_locked(self, seq: int) -> Entry | None:
         entry = self._entries.pop(seq, None)
         if entry is None:
             return None
@@ -461,12 +369,13 @@ class ChannelHandoff:
                 entry.state, entry.infer_failed = "ready", True
                 self.figures.infer_failed += 1
                 self.figures.infer_timeouts += 1
+                self._segmenter_stalled_locked(now)
             elif entry.state == "sent" and age > self._push_timeout_s:
                 self._finish_locked(seq)
                 self.figures.lost += 1
         self._release_locked()
 
-    def _read_pusher(self, link: _Link, connection: Connection) -> None:
+    def _read_pusher(self, link: Link, connection: Connection) -> None:
         try:
             while True:
                 message, _ = connection.recv()
@@ -494,131 +403,3 @@ class ChannelHandoff:
             self._cond.notify_all()
         if not self._closed:
             logger.warning("pusher channel lost camera=%s frames_lost=%d reason=%s", self.camera_id, len(lost), reason)
-
-    def _read_segmenter(self, link: _Link, connection: Connection) -> None:
-        try:
-            while True:
-                message, _ = connection.recv()
-                if isinstance(message, InferReply):
-                    with self._cond:
-                        entry = self._entries.get(message.seq)
-                        if entry is not None and entry.state in ("pending", "inferring"):
-                            entry.state, entry.detections = "ready", message.detections
-                            if message.detections is None:
-                                entry.infer_failed = True
-                                self.figures.infer_failed += 1
-                            self._release_locked()
-        except ChannelClosed as error:
-            reason = str(error)
-        except Exception as error:
-            reason = f"{type(error).__name__}: {error}"
-            logger.exception("segmenter channel read failed camera=%s", self.camera_id)
-        connection.close()
-        with self._cond:
-            current = link.connection is connection
-            if current:
-                link.connection = None
-                link.last_error = reason
-            # Frames sent to this connection wait no longer (after a reset they wait on the new one).
-            waiting = [e for e in self._entries.values() if e.state == "inferring"] if current else []
-            for entry in waiting:
-                entry.state, entry.infer_failed = "ready", True
-            self.figures.infer_failed += len(waiting)
-            self._release_locked()
-        if not self._closed:
-            logger.warning("segmenter channel lost camera=%s frames=%d reason=%s", self.camera_id, len(waiting), reason)
-
-
-# --------------------------------------------------------------------------- serving sides
-Note = TypeVar("Note", FrameNote, InferNote)
-
-
-def _notes(connection: Connection, kind: type[Note], rings: MappedSlots) -> Iterator[Note]:
-    """The notes of ``kind`` a connection brings; rings announced on it are mapped into ``rings``."""
-    while True:
-        message, fds = connection.recv()
-        if isinstance(message, RingAnnounce):
-            if fds:
-                rings.add(message.info, fds[0])
-        elif isinstance(message, kind):
-            yield message
-        else:
-            logger.warning(
-                "unexpected message on the channel kind=%s expected=%s", type(message).__name__, kind.__name__
-            )
-
-
-FrameProcessor = Callable[[Frame, Detections | None, bool], float]
-
-
-def serve_frames(connection: Connection, process: FrameProcessor) -> None:
-    """The pusher's side: every frame note processed in order and answered with ``FrameDone``.
-
-    ``process(frame, detections, infer_failed)`` returns the capture-to-push latency. The picture
-    is a view of the decoder's slot, valid until this frame is answered.
-    """
-    rings = MappedSlots()
-    failures = 0
-    try:
-        for message in _notes(connection, FrameNote, rings):
-            latency: float | None = None
-            error: str | None = None
-            try:
-                frame = message.frame(rings.view(message.ring_id, message.slot))
-                detections = pickle.loads(message.detections) if message.detections is not None else None
-                latency = process(frame, detections, message.infer_failed)
-            except Exception as exc:  # one bad frame must not stop the camera's stream
-                error = f"{type(exc).__name__}: {exc}"[:500]
-                failures += 1
-                if failures == 1 or failures % LOG_EVERY == 0:  # the first, then every 100th: no flood
-                    logger.exception(
-                        "frame failed on the pusher channel camera=%s seq=%d failures=%d",
-                        message.camera_id,
-                        message.seq,
-                        failures,
-                    )
-            connection.send(FrameDone(message.seq, latency, error))
-    finally:
-        rings.close()
-
-
-InferSubmitter = Callable[[InferNote, np.ndarray], "Future[Detections]"]
-
-
-def serve_inference(connection: Connection, submit: InferSubmitter, locker: PageLocker | None = None) -> None:
-    """The segmenter's side: each note submitted at once (so frames of many cameras batch), answered
-    when its detections are done; ``submit`` returns a future (e.g. from ``run_coroutine_threadsafe``).
-
-    Answers are pickled and sent by a thread of this connection's own: a future's callback runs on
-    the segmenter's event loop, which must not wait on one slow decoder's socket. A GPU segmenter
-    passes a ``locker``: its rings are page-locked, so pictures are uploaded without a host copy.
-    """
-    rings = MappedSlots(locker=locker)
-    answers: queue.SimpleQueue[tuple[int, Future[Detections]] | None] = queue.SimpleQueue()
-
-    def send_answers() -> None:
-        while (answer := answers.get()) is not None:
-            seq, future = answer
-            try:
-                blob: bytes | None = pickle.dumps(future.result(), protocol=pickle.HIGHEST_PROTOCOL)
-                error = None
-            except Exception as exc:
-                blob, error = None, f"{type(exc).__name__}: {exc}"[:500]
-            try:
-                connection.send(InferReply(seq, blob, error))
-            except ChannelClosed:
-                return  # the decoder went away; it counts its frames itself
-
-    sender = threading.Thread(target=send_answers, name="segment-answers", daemon=True)
-    sender.start()
-    try:
-        for message in _notes(connection, InferNote, rings):
-            try:
-                future = submit(message, rings.view(message.ring_id, message.slot))
-            except Exception as exc:
-                future = Future()
-                future.set_exception(exc)
-            future.add_done_callback(lambda done, seq=message.seq: answers.put((seq, done)))
-    finally:
-        answers.put(None)
-        rings.close()

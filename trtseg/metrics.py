@@ -29,6 +29,9 @@ _DEFINITIONS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = 
     "trtseg_reconnects": ("gauge", "Reconnects of a camera's source so far.", ("camera_id",), None),
     "trtseg_fps_in": ("gauge", "Frames per second decoded.", ("camera_id",), None),
     "trtseg_fps_out": ("gauge", "Frames per second pushed.", ("camera_id",), None),
+    "trtseg_stream_pushing": ("gauge", "1 while a camera's stream is encoded (push_mode).", ("camera_id",), None),
+    "trtseg_stream_viewers": ("gauge", "Viewers of a camera within the on-demand idle time.", ("camera_id",), None),
+    "trtseg_stream_starts": ("gauge", "On-demand encoder starts of a camera so far.", ("camera_id",), None),
     "trtseg_queue_depth": ("gauge", "Frames of a camera in flight in the pipeline.", ("camera_id",), None),
     "trtseg_inference_latency_ms": (
         "histogram",

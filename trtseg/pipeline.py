@@ -29,6 +29,7 @@ from trtseg.events import EventRecord, EventTracker
 from trtseg.ffmpeg_presets import hls_playlist, output_kind
 from trtseg.frames import BufferRing, Frame
 from trtseg.keyframes import encode_jpeg
+from trtseg.ondemand import DemandGate, PusherFactory, StreamEncoder
 from trtseg.push import StreamPusher
 from trtseg.sources import redact_url
 
@@ -106,14 +107,18 @@ def stream_targets(camera: CameraConfig, pusher: PusherConfig) -> dict[str, str]
 
 Record = EventRecord | IncidentRecord
 EventCallback = Callable[[list[Record]], None]
-PusherFactory = Callable[[CameraConfig, PusherConfig, tuple[int, int], float], StreamPusher]
+IDLE_STATES = {"always": "waiting", "on_demand": "idle", "never": "off"}
+STALE_PICTURE_S = 0.5  # an on-demand or never camera's picture older than this is drawn anew for a viewer
 
 
 class CameraOutput:
     """Annotates, pushes and tracks events for one camera; keeps its latest annotated picture.
 
-    The encoder starts on the first frame, when the size is known. Frames that were not inferred
-    (inference_fps below the stream's) are drawn with the latest detections so overlays do not blink.
+    The encoder starts on the first frame, when the size is known, or, with ``push_mode`` other than
+    'always', when ``DemandGate`` says a viewer asked (``trtseg.ondemand``). Frames nobody watches are
+    not drawn, except inferred frames with detections (an event's key frame may be drawn from them)
+    and the next frame after a ``latest_jpeg`` request; events and analytics see every frame. Frames
+    that were not inferred are drawn with the latest detections so overlays do not blink.
     """
 
     def __init__(
@@ -128,22 +133,27 @@ class CameraOutput:
         self.camera = camera
         self.pusher_config = pusher
         self._on_events = on_events
-        self._factory = pusher_factory
         self._tracker = EventTracker(camera, names, jpeg_quality=pusher.jpeg_quality)
         self.analytics = CameraAnalytics(camera, names, jpeg_quality=pusher.jpeg_quality, resume=resume)
         shapes = self.analytics.shapes()
         self._shapes = ShapeAnnotator(shapes) if shapes else None
-        self._pusher: StreamPusher | None = None
+        self.demand = DemandGate(camera.push_mode, pusher.on_demand_idle_s)
+        self._encoder = StreamEncoder(camera, pusher, pusher_factory)
         self._last: Detections | None = None
         self._latest: tuple[int, np.ndarray] | None = None
+        self._latest_at = 0.0  # time.monotonic() of the latest picture
         # Annotated pictures: the one being drawn, the latest (live view) and a spare. The pusher
         # converts on ``push`` and events copy what they keep, so nothing else holds one.
         self._scenes = BufferRing(3)
         self._jpeg: tuple[int, bytes] | None = None
         self._lock = threading.Lock()
+        self._picture = threading.Condition(self._lock)  # a new annotated picture (latest_jpeg waits)
+        self._render_wanted = False  # draw the next frame although nobody watches (a JPEG was asked)
         self._rate = RateMeter()
         self.figures: dict[str, float] = {
             "frames": 0,
+            "annotated": 0,
+            "encoded": 0,
             "inferred": 0,
             "infer_errors": 0,
             "events": 0,
@@ -164,10 +174,35 @@ class CameraOutput:
             self._last = detections
             self.figures["inferred"] += 1
             self.figures["detections_last"] = len(detections)
+        encode = self.demand.active()
+        annotated: np.ndarray | None = None
+        if encode or self._render_wanted or (detections is not None and len(detections) > 0):
+            annotated = self._draw(frame)
+        if encode and annotated is not None:
+            if self._encoder.push(frame, annotated):
+                self.figures["encoded"] += 1
+        elif self._encoder.running:
+            self._encoder.stop()  # the gate shut: the last viewer left on_demand_idle_s ago
+        self.figures["frames"] += 1
+        self._rate.tick()
+        latency_ms = 1000.0 * (time.time() - frame.capture_ts)
+        if annotated is not None:
+            with self._picture:
+                self._latest, self._latest_at = (frame.seq, annotated), time.monotonic()
+                self._render_wanted = False
+                self._picture.notify_all()
+        self._record_latency(latency_ms)
+        if detections is not None:
+            self._track(frame, detections, annotated)
+        self._analyse(frame, detections)
+        return latency_ms
+
+    def _draw(self, frame: Frame) -> np.ndarray:
         shown = self._last if self._last is not None else Detections.empty(frame.image.shape[:2])
         if shown.frame_shape != tuple(frame.image.shape[:2]):
             shown = Detections.empty(frame.image.shape[:2])
-        annotated = draw(
+        self.figures["annotated"] += 1
+        return draw(
             frame.image,
             shown,
             self.pusher_config,
@@ -175,18 +210,27 @@ class CameraOutput:
             out=self._scenes.next(frame.image.shape),
             shapes=self._shapes,
         )
-        self._push(frame, annotated)
-        latency_ms = 1000.0 * (time.time() - frame.capture_ts)
-        with self._lock:
-            self._latest = (frame.seq, annotated)
-        self._record_latency(latency_ms)
-        if detections is not None:
-            self._track(frame, detections, annotated)
-        self._analyse(frame, detections)
-        return latency_ms
 
-    def latest_jpeg(self) -> bytes | None:
-        """The newest annotated picture as JPEG, encoded on demand (once per frame)."""
+    def watch(self, viewer: str = "api") -> dict[str, Any]:
+        """A viewer asks for the stream: an on-demand camera encodes from its next frame."""
+        self.demand.watch(viewer)
+        return self.demand_stats()
+
+    def demand_stats(self) -> dict[str, Any]:
+        return {**self.demand.stats(), "pushing": self._encoder.running, "hls_ready": self._encoder.hls_ready()}
+
+    def latest_jpeg(self, wait_s: float = 0.0, viewer: str | None = None) -> bytes | None:
+        """The newest annotated picture as JPEG, encoded on demand (once per frame).
+
+        ``viewer``: the request counts as watching (``watch``). When no picture is being drawn now
+        (an unwatched on-demand camera, or ``never``), the next frame is drawn and this waits up to
+        ``wait_s`` for it, so a viewer never gets a picture from minutes ago; a stalled camera still
+        answers with its last picture when the wait ends.
+        """
+        if viewer is not None:
+            flowing = self.demand.watch(viewer)
+            if wait_s > 0 and self.camera.push_mode != "always":
+                self._wait_for_picture(flowing, wait_s)
         with self._lock:
             latest, cached = self._latest, self._jpeg
             if latest is None:
@@ -200,12 +244,24 @@ class CameraOutput:
             self._jpeg = (seq, data)
         return data
 
+    def _wait_for_picture(self, flowing: bool, wait_s: float) -> None:
+        """Have the next frame drawn for a viewer, unless pictures are fresh already, and wait for it."""
+        with self._picture:
+            if flowing and self._latest is not None and time.monotonic() - self._latest_at <= STALE_PICTURE_S:
+                return
+            seen = self._latest[0] if self._latest is not None else None
+            self._render_wanted = True
+            self._picture.wait_for(lambda: self._latest is not None and self._latest[0] != seen, timeout=wait_s)
+
     def stats(self) -> dict[str, Any]:
-        pusher = self._pusher.stats() if self._pusher is not None else {"state": "waiting"}
+        demand = self.demand_stats()
         return {
             **self.figures,
             "fps_out": round(self._rate.rate(), 2),
-            "push": pusher,
+            "push_mode": self.camera.push_mode,
+            "pushing": demand["pushing"],
+            "demand": demand,
+            "push": self._encoder.stats(IDLE_STATES[self.camera.push_mode]),
             "analytics": self.analytics.stats(),
             "zone_counts": self.analytics.zone_counts(),
         }
@@ -218,17 +274,7 @@ class CameraOutput:
             if records:
                 self._emit(records)
         finally:
-            if self._pusher is not None:
-                self._pusher.close()
-
-    def _push(self, frame: Frame, annotated: np.ndarray) -> None:
-        if self._pusher is None:
-            fps = float(frame.meta.get("fps") or DEFAULT_FPS)
-            size = (frame.width, frame.height)
-            self._pusher = self._factory(self.camera, self.pusher_config, size, min(max(fps, 1.0), 240.0))
-        self._pusher.push(annotated, frame.pts_s)
-        self.figures["frames"] += 1
-        self._rate.tick()
+            self._encoder.close()
 
     def _record_latency(self, latency_ms: float) -> None:
         figures = self.figures

@@ -264,6 +264,9 @@ class StreamPusher:
 
     def _start_proc(self) -> bool:
         cmd = build_push_command(self.camera, self.pusher, self._size, self.fps)
+        if self.kind == "hls" and self.camera.push_mode == "on_demand":
+            # A viewer waits for the first segment: cut it at the first keyframe, later ones at hls_time.
+            cmd[-1:-1] = ["-hls_init_time", f"{min(self.pusher.gop_s, self.pusher.hls_segment_s):g}"]
         if self.kind == "hls":
             hls_playlist(self.camera.id, self.pusher).parent.mkdir(parents=True, exist_ok=True)
         try:

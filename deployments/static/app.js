@@ -124,7 +124,7 @@ async function refreshRole() {
   for (const node of document.querySelectorAll(".admin-only")) node.hidden = !state.who.can_change;
   for (const node of document.querySelectorAll(".ack-only")) node.hidden = !state.who.can_acknowledge;
   for (const node of document.querySelectorAll(".viewer-only")) node.hidden = state.who.can_change;
-  for (const node of document.querySelectorAll("#z-rule-form input, #z-rule-form select, #z-name")) node.disabled = !state.who.can_change;
+  for (const node of document.querySelectorAll("#z-rule-form input, #z-rule-form select, #z-tracker-form input, #z-name")) node.disabled = !state.who.can_change;
 }
 
 // -- navigation ---------------------------------------------------------------------------------
@@ -461,18 +461,24 @@ async function openIncident(id) {
     $("incident-ack").disabled = incident.acknowledged;
     $("incident-ack").textContent = incident.acknowledged ? "Acknowledged" : "Acknowledge";
     const video = $("incident-clip");
-    video.hidden = true; video.removeAttribute("src"); $("incident-clip-note").textContent = "";
+    const sameClip = video.dataset.incident === id && video.getAttribute("src");
+    if (!sameClip) {
+      video.hidden = true; video.removeAttribute("src"); delete video.dataset.incident; $("incident-clip-note").textContent = "";
+      stopOverlay();  // nothing of the previous incident stays drawn
+    }
     const dialog = $("incident-dialog");
     if (!dialog.open) dialog.showModal();
+    let info = null;
     try {
-      const info = await api(`incidents/${enc(id)}/clip/info`);
-      video.src = await link(`incidents/${enc(id)}/clip`);
+      info = await api(`incidents/${enc(id)}/clip/info`);
+      if (!sameClip) { video.src = await link(`incidents/${enc(id)}/clip`); video.dataset.incident = id; }
       video.hidden = false;
       $("incident-clip-note").textContent = `clip ${info.duration_s.toFixed(1)} s${info.capped ? " (capped)" : ""}`;
     } catch (error) {
       $("incident-clip-note").textContent = error.status === 404 ? "no clip (yet)" : "";
       if (error.status !== 404) throw error;
     }
+    await startOverlay(id, info);
   });
 }
 
@@ -500,6 +506,8 @@ async function loadEditor(force = false) {
   editor.shape = editor.analytics.zones.length ? { type: "zone", index: 0 } : null;
   editor.point = null; editor.rule = null;
   setEditorMessage("", "");
+  clearSettingProblems();
+  renderTracker();
   await refreshPicture();
   renderEditor();
 }
@@ -576,6 +584,7 @@ function renderRules() {
   for (const name of ["name", "kind", "zone", "line", "severity", "membership", "anchor", "direction"]) form.elements[name].value = rule[name] ?? "";
   for (const name of ["min_inside", "min_outside", "min_dwell_s", "min_count", "min_confidence", "min_duration_s"]) form.elements[name].value = rule[name] ?? "";
   form.elements.classes.value = (rule.classes || []).join(", ");
+  renderEscalation(form, rule);
   for (const label of form.querySelectorAll("[data-kinds]")) label.hidden = !label.dataset.kinds.split(" ").includes(rule.kind);
 }
 
@@ -621,7 +630,7 @@ function ruleFromForm() {
   if (rule.kind === "count") rule.min_count = num("min_count");
   const confidence = num("min_confidence"); if (confidence !== null) rule.min_confidence = confidence;
   const duration = num("min_duration_s"); if (duration !== null) rule.min_duration_s = duration;
-  rules[editor.rule] = rule;
+  rules[editor.rule] = escalationFromForm(form, rule);
   editor.dirty = true;
   renderEditor();
 }
@@ -765,15 +774,18 @@ function describeProblem(problem) {
 
 async function saveAnalytics() {
   setEditorMessage("", "");
+  clearSettingProblems();
   try {
     const saved = await api(`cameras/${enc(editor.camera)}/analytics`, { method: "PUT", body: editor.analytics });
     editor.analytics = saved;
     editor.dirty = false;
     setEditorMessage("", `Saved: ${saved.zones.length} zone(s), ${saved.lines.length} line(s), ${saved.rules.length} rule(s).`);
+    renderTracker();
     renderEditor();
   } catch (error) {
     const text = error.status === 422 ? problems(error.detail).map(describeProblem).join("; ") : error.message;
     setEditorMessage(text, "");
+    if (error.status === 422) showSettingProblems(problems(error.detail));  // and next to the field it names
   }
 }
 
@@ -877,12 +889,16 @@ function setup() {
     await acknowledge([id]);
     await openIncident(id);
   }));
-  $("incident-dialog").addEventListener("close", () => { const v = $("incident-clip"); v.pause(); v.removeAttribute("src"); state.detail = null; });
+  $("incident-dialog").addEventListener("close", () => {
+    const v = $("incident-clip"); v.pause(); v.removeAttribute("src"); delete v.dataset.incident; stopOverlay(); state.detail = null;
+  });
   $("camera-add").addEventListener("click", () => openCameraForm(null));
   $("camera-form").addEventListener("submit", submitCameraForm);
   $("camera-cancel").addEventListener("click", () => $("camera-dialog").close());
   window.addEventListener("hashchange", showView);
   setupEditor();
+  setupSettings();
+  setupOverlay();
 }
 
 function refreshAll() {

@@ -41,3 +41,18 @@ def test_a_walker_is_relinked_where_its_pace_would_have_taken_it() -> None:
     standing = TrackRelinker(window_s=3.0, min_iou=0.4)
     standing.identities([1], ["person"], person, 0.0)
     assert standing.identities([9], ["person"], later, 1.5) == [9]  # nobody walked there
+
+
+def test_a_waiting_person_whose_box_jumped_when_hidden_is_relinked_where_last_seen() -> None:
+    # Someone waits; a passer-by hides half of them, so the box shrinks for a frame and the pace from
+    # the last two sightings is a jump. They reappear in place under a new id: where they were last
+    # seen counts as much as where that pace would have taken them.
+    relinker = TrackRelinker(window_s=3.0, min_iou=0.4)
+    person = np.array([[100, 100, 160, 260]], np.float32)
+    relinker.identities([1], ["person"], person, 0.0)
+    relinker.identities([1], ["person"], person, 0.2)
+    relinker.identities([1], ["person"], np.array([[100, 100, 130, 260]], np.float32), 0.4)  # half hidden
+    assert relinker.identities([2], ["person"], person, 1.4) == [1]
+    far = TrackRelinker(window_s=3.0, min_iou=0.4)
+    far.identities([1], ["person"], person, 0.0)
+    assert far.identities([2], ["person"], person + np.array([70, 0, 70, 0]), 1.0) == [2]  # not where it was

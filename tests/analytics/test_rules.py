@@ -138,6 +138,16 @@ def test_crossing_needs_frames_on_the_new_side_and_the_segment() -> None:
     assert run(make([rule], lines=full), crossing_scenes(bounce)) == []  # two frames over, then back
 
 
+def test_crossing_near_a_line_end_counts_within_the_anchor_slack() -> None:
+    """A box's bottom stands for the ground point to within a tenth of its height (here 4 px of 40)."""
+    rule = {"name": "cross", "kind": "crossing", "line": "door", "classes": ["person"]}
+    walk = [10, 25, 40, 55, 70, 85, 100, 115, 130, 145]  # anchors at y = 0.70
+    just_short = [{"name": "door", "points": [[0.5, 0.0], [0.5, 0.67]]}]  # ends 3 px above the anchors
+    assert len(run(make([rule], lines=just_short), crossing_scenes(walk))) == 1
+    too_short = [{"name": "door", "points": [[0.5, 0.0], [0.5, 0.65]]}]  # 5 px: around the end
+    assert run(make([rule], lines=too_short), crossing_scenes(walk)) == []
+
+
 def test_count_rule_keyed_by_zone_and_rule() -> None:
     rule = {"name": "crowd", "kind": "count", "zone": "safe", "classes": ["person"], "min_count": 2}
     one = objects((2, 0.9, (10, 20, 30, 90)))

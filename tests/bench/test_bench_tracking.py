@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 from pathlib import Path
@@ -220,8 +219,9 @@ class TruthEngine:
 def test_incident_bench_with_perfect_detections() -> None:
     pytest.importorskip("trtseg.analytics.camera")
     seq = sc.fraction(4, 0.7, seconds=4.0, size=(640, 360))
-    args = argparse.Namespace(fps=5.0, conf=0.25, cable_iou=0.3)
-    item = bench_incidents.run_sequence(seq, TruthEngine(seq, 5.0), args)
+    args = bench_incidents.parse_args(["--fps", "5", "--conf", "0.25"])
+    args.cache_dir = None  # nothing cached: the stand-in engine answers every frame
+    item = bench_incidents.run_sequence(seq, bench_incidents.Detector(args, TruthEngine(seq, 5.0)), args)
     assert item["true"] == 1
     assert item["counts"]["tp"] == 1 and item["counts"]["fp"] == 0 and item["duplicates"] == 0
     camera = bench_incidents.camera_config(sc.dwell(3, 5.0, size=SMALL), 5.0, 0.25)

@@ -3,10 +3,14 @@ pipeline, acting as an operator and as a viewer.
 
 - the live grid loads without console errors (a CSP violation is one) and a camera's live view moves;
 - an event written to the event database shows up in the events list with its key frame;
-- the operator draws a zone by clicking on the camera's picture, drags a point, adds a rule and saves it
-  (checked through the API); an invalid shape shows the API's 422 message next to the form;
-- an incident of that zone and rule (written to the incident table) appears in the incident list; the
-  operator opens it, sees the key frame and acknowledges it, then acknowledges two more in bulk;
+- the operator draws a zone by clicking on the camera's picture, drags a point, adds a presence rule with an
+  escalation and changes the tracker, and saves it (checked through the API); an invalid shape, an
+  escalation share above 1 and a lost-track time of 0 show the API's 422 messages next to their fields;
+- the camera shows the demo's charging bay (rendered small by ``datasets.video``) and the shipped model
+  finds its cable in the drawn zone: the incident it causes appears in the list by the page's live
+  update; the operator opens it, sees the key frame with the zone, plays its clip and sees the object's
+  outline drawn over it in step with the video, and acknowledges it;
+- incidents written to the incident table are filtered and acknowledged in bulk;
 - adding a camera with a bad URL shows the API's validation error next to the source field;
 - a viewer finds no edit controls, and the API answers 403 to its changes;
 - the pages work at phone width without horizontal scrolling.
@@ -29,12 +33,12 @@ from typing import Any
 import httpx
 import pytest
 
+from datasets.video import render_sample_video
 from tests.actors.system_helpers import MODEL, camera, system_config, wait_for
 from tests.api.conftest import make_record
 from tests.db.incident_helpers import incident
 from tests.services.ports import free_port
 from tests.services.ray_cluster import RayTestCluster
-from tests.services.streaming import make_test_clip
 from trtseg.config import SystemConfig
 from trtseg.db import EventStore
 from trtseg.keyframes import KeyframeStore
@@ -74,9 +78,14 @@ def served(ray_local: RayTestCluster, tmp_path_factory: pytest.TempPathFactory) 
     from deployments.app import deploy
 
     media = tmp_path_factory.mktemp("browser-media")
-    make_test_clip(media / "clip.mp4", seconds=2.0, fps=10, size=(320, 240))
+    # The demo's scene with its charging bay, small and short so that two shared cores keep up: the shipped
+    # model finds the bay's cable (scores 0.85+) in the left third of the picture, where the operator draws.
+    render_sample_video(media / "bay.mp4", seconds=8.0, fps=10, size=(640, 360), gop=10, charging_bay=True)
     tmp = tmp_path_factory.mktemp("browser-system")
-    config = system_config(tmp, media, NAMESPACE, [camera("cam1", media / "clip.mp4", site="block-7", name="Yard")])
+    clips = {"pre_capture_s": 1.0, "post_capture_s": 1.0, "max_clip_s": 6.0}  # capped: ready while still open
+    cam1 = camera("cam1", media / "bay.mp4", site="block-7", name="Yard", clips=clips)
+    config = system_config(tmp, media, NAMESPACE, [cam1])
+    config.evidence.clip_dir = tmp / "clips"
     config.api.admin_token = ADMIN  # type: ignore[assignment]
     config.api.viewer_token = VIEWER  # type: ignore[assignment]
     config.api.token_for_reads = True
@@ -196,6 +205,24 @@ def _click_at(page: Any, box: dict[str, float], x: float, y: float) -> None:
     page.mouse.click(box["x"] + x * box["width"], box["y"] + y * box["height"])
 
 
+def _incident_of_rule(base: str, rule: str) -> str | None:
+    """The id of the pipeline's incident of ``rule`` on cam1 with its open key frame stored, or None yet."""
+    answer = httpx.get(f"{base}incidents", params={"rule": rule, "camera_id": "cam1"}, headers=AS_ADMIN, timeout=10)
+    items = [i for i in answer.json()["items"] if i["keyframe_paths"].get("open")] if answer.status_code == 200 else []
+    return items[-1]["incident_id"] if items else None
+
+
+def _outline_pixels(page: Any) -> int:
+    """Pixels of the clip overlay canvas that are drawn on (not transparent)."""
+    return int(
+        page.evaluate(
+            """() => { const c = document.getElementById('incident-overlay');
+                 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                 let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n += 1; return n; }"""
+        )
+    )
+
+
 def test_operator_draws_a_zone_and_reviews_its_incident(served: SystemConfig, browser: Any, screenshots: Path) -> None:
     base = _base(served)
     with Page(browser, ADMIN) as p:
@@ -206,72 +233,151 @@ def test_operator_draws_a_zone_and_reviews_its_incident(served: SystemConfig, br
         # a zone of two points is refused by the API; its message shows next to the form
         page.locator("#z-add-zone").click()
         box = svg.bounding_box()
-        _click_at(page, box, 0.1, 0.2)
-        _click_at(page, box, 0.5, 0.2)
+        _click_at(page, box, 0.02, 0.2)
+        _click_at(page, box, 0.42, 0.2)
         page.locator("#z-save").click()
         error = page.locator("#z-error")
         error.wait_for(state="visible", timeout=30_000)
         assert "zone" in error.inner_text() and "3" in error.inner_text(), error.inner_text()
-        # two more points make a quadrilateral; drag the last one, rename it, add a rule
-        _click_at(page, box, 0.6, 0.8)
+        # two more points make a quadrilateral over the charging bay; drag the last one, rename it
+        svg.scroll_into_view_if_needed()
+        box = svg.bounding_box()
+        _click_at(page, box, 0.42, 0.85)
         _click_at(page, box, 0.15, 0.8)
         assert page.locator("#z-svg circle.vertex").count() == 4
         start = page.locator("#z-svg circle.vertex").nth(3).bounding_box()
         page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
         page.mouse.down()
-        page.mouse.move(box["x"] + 0.05 * box["width"], box["y"] + 0.9 * box["height"], steps=5)
+        page.mouse.move(box["x"] + 0.01 * box["width"], box["y"] + 0.9 * box["height"], steps=5)
         page.mouse.up()
         page.locator("#z-name").fill("yard_zone")
+        # a presence rule on the cable, escalated to an alert when half of it is inside
         page.locator("#z-add-rule").click()
         form = page.locator("#z-rule-form")
-        form.locator("[name=name]").fill("in_yard")
-        form.locator("[name=name]").dispatch_event("change")
-        form.locator("[name=kind]").select_option("dwell")
-        form.locator("[name=min_dwell_s]").fill("4")
-        form.locator("[name=min_dwell_s]").dispatch_event("change")
-        form.locator("[name=severity]").select_option("alert")
-        form.locator("[name=min_inside]").fill("0.5")
-        form.locator("[name=min_inside]").dispatch_event("change")
+
+        def set_field(name: str, value: str) -> None:
+            form.locator(f"[name={name}]").fill(value)
+            form.locator(f"[name={name}]").dispatch_event("change")
+
+        set_field("name", "in_yard")
+        form.locator("[name=severity]").select_option("detection")
+        set_field("classes", "charging_cable")
+        set_field("min_inside", "0.3")
+        form.locator("[name=esc_side]").select_option("min_inside")
+        set_field("esc_share", "1.5")  # refused: a share is at most 1
+        set_field("esc_label", "danger")
+        page.locator("#z-tracker summary").click()
+        tracker = page.locator("#z-tracker-form")
+        tracker.locator("[name=lost_track_s]").fill("0")  # refused: must be above 0
+        tracker.locator("[name=lost_track_s]").dispatch_event("change")
+        page.locator("#z-save").click()
+        escalate_error = form.locator('.field-error[data-field="escalate"]')
+        escalate_error.wait_for(state="visible", timeout=30_000)
+        assert "less than or equal to 1" in escalate_error.inner_text(), escalate_error.inner_text()
+        assert form.locator("[name=esc_share]").get_attribute("aria-invalid") == "true"
+        lost_error = tracker.locator('.field-error[data-field="lost_track_s"]')
+        assert lost_error.is_visible() and "greater than 0" in lost_error.inner_text(), lost_error.inner_text()
+        assert tracker.locator('.field-error[data-field="high_score"]').is_hidden()
         p.shot(screenshots, "dashboard-zones.png")
+        set_field("esc_share", "0.5")
+        tracker.locator("[name=lost_track_s]").fill("3")
+        tracker.locator("[name=lost_track_s]").dispatch_event("change")
+        assert escalate_error.is_hidden() and lost_error.is_hidden()  # edited: the old messages go
         page.locator("#z-save").click()
         page.wait_for_function("() => !document.getElementById('z-saved').hidden || !document.getElementById('z-error')"
                                ".hidden", timeout=60_000)  # fmt: skip
-        assert page.locator("#z-error").is_hidden(), page.locator("#z-error").inner_text()
+        assert escalate_error.is_hidden() and lost_error.is_hidden()
+        if page.locator("#z-error").is_visible():
+            # On a loaded machine the camera's restart may outlast the API's 10 s wait for the controller
+            # (503); the controller applies the change all the same.
+            assert "503" in page.locator("#z-error").inner_text(), page.locator("#z-error").inner_text()
+            p.problems[:] = [m for m in p.problems if "503" not in m]
 
-        analytics = httpx.get(f"{base}cameras/cam1/analytics", headers=AS_ADMIN, timeout=10).json()
+        def saved_analytics() -> dict[str, Any] | None:
+            answer = httpx.get(f"{base}cameras/cam1/analytics", headers=AS_ADMIN, timeout=10).json()
+            return answer if answer.get("rules") else None
+
+        analytics = wait_for(saved_analytics, 60, "the saved analytics")
         (zone,) = analytics["zones"]
         assert zone["name"] == "yard_zone" and len(zone["points"]) == 4
-        assert zone["points"][3][0] == pytest.approx(0.05, abs=0.02) and zone["points"][3][1] == pytest.approx(
-            0.9, abs=0.02
-        )
-        assert zone["points"][0] == pytest.approx([0.1, 0.2], abs=0.02)
+        assert zone["points"][3] == pytest.approx([0.01, 0.9], abs=0.02)
+        assert zone["points"][0] == pytest.approx([0.02, 0.2], abs=0.02)
         (rule,) = analytics["rules"]
-        assert rule["kind"] == "dwell" and rule["name"] == "in_yard" and rule["zone"] == "yard_zone"
-        assert rule["severity"] == "alert" and rule["min_dwell_s"] == 4 and rule["min_inside"] == 0.5
+        assert rule["kind"] == "presence" and rule["name"] == "in_yard" and rule["zone"] == "yard_zone"
+        assert rule["min_inside"] == 0.3 and rule["classes"] == ["charging_cable"]
+        assert rule["escalate"] == {"min_inside": 0.5, "min_outside": None, "label": "danger"}
+        assert analytics["tracker"]["lost_track_s"] == 3 and analytics["tracker"]["high_score"] == 0.5
 
-        # an incident of that rule, as the pipeline would store it, shows up in the list
-        frame = wait_for(
+        # the pipeline raises the incident; the list shows it by its live update
+        page.locator("#nav-incidents").click()
+        iid = wait_for(lambda: _incident_of_rule(base, "in_yard"), 120, "the incident of the drawn zone")
+        row = page.locator(f'tr[data-incident="{iid}"]')
+        row.wait_for(timeout=20_000)
+        _loaded(page, f"tr[data-incident='{iid}'] img.thumb", timeout=20_000)
+        assert "yard_zone" in row.inner_text() and "charging_cable" in row.inner_text()
+        row.get_by_role("button").click()
+        dialog = page.locator("#incident-dialog")
+        dialog.wait_for(state="visible", timeout=10_000)
+        _loaded(page, "#incident-img", timeout=20_000)
+        assert "sig=" in page.locator("#incident-img").get_attribute("src")
+        assert page.locator("#incident-result").inner_text().startswith("danger: ")
+        assert "charging_cable inside yard_zone" in page.locator("#incident-result").inner_text()
+        # the key frame with the zone (drawn on the annotated picture, and over it from the stored track)
+        page.wait_for_function(
+            "() => document.getElementById('incident-img-overlay').dataset.shapes === 'yard_zone'", timeout=10_000
+        )
+        # the clip (capped at 6 s, so it is ready while the cable is still there); re-open until it is
+        wait_for(
             lambda: (
-                (r := httpx.get(f"{base}cameras/cam1/frame.jpg", headers=AS_ADMIN, timeout=10)).status_code == 200
-                and r.content
+                page.evaluate(f"openIncident('{iid}')") is None
+                and page.locator("#incident-clip-note").inner_text().startswith("clip ")
             ),
             60,
-            "a frame after the restart",
+            "the incident's clip",
+            interval_s=2.0,
         )
+        page.wait_for_function("() => document.getElementById('incident-clip').readyState >= 2", timeout=20_000)
+        page.evaluate("document.getElementById('incident-clip').play()")
+        overlay = page.locator("#incident-overlay")
+        page.wait_for_function(
+            "() => { const c = document.getElementById('incident-overlay');"
+            " return !c.hidden && Number(c.dataset.outlines) > 0 && c.dataset.drawnTs; }",
+            timeout=20_000,
+        )
+        first = float(overlay.get_attribute("data-drawn-ts"))
+        assert abs(float(overlay.get_attribute("data-video-ts")) - first) <= 1.0
+        assert _outline_pixels(page) > 500
+        p.shot(screenshots, "dashboard-incident.png")
+        page.wait_for_function(
+            f"() => Number(document.getElementById('incident-overlay').dataset.drawnTs) > {first + 0.5}",
+            timeout=20_000,
+        )  # the outline follows the video as it plays
+        assert page.locator("#incident-overlay-note").inner_text().split()[0].isdigit()
+        page.locator("#incident-ack").click()
+        page.locator("#incident-ack").filter(has_text="Acknowledged").wait_for(timeout=10_000)
+        one = httpx.get(f"{base}incidents/{iid}", headers=AS_ADMIN, timeout=10).json()
+        assert one["acknowledged"] and one["acknowledged_by"] == "admin"
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="hidden", timeout=5_000)
+
+        # filters and bulk acknowledgement, on incidents written to the incident table
+        frame = httpx.get(f"{base}cameras/cam1/frame.jpg", headers=AS_ADMIN, timeout=10).content
         now = datetime.now(UTC)
         keyframes = KeyframeStore(served.sink.keyframe_dir)
         records = []
         for i in range(3):
-            iid = f"inc-browser-{i}"
-            paths = keyframes.save("block-7", "cam1", now.date(), f"{iid}-open", {"annotated": frame, "raw": frame})
+            stored_id = f"inc-browser-{i}"
+            paths = keyframes.save(
+                "block-7", "cam1", now.date(), f"{stored_id}-open", {"annotated": frame, "raw": frame}
+            )
             records.append(
                 replace(
                     incident(
-                        iid,
+                        stored_id,
                         started=now - timedelta(seconds=30 - i),
                         seen_s=8.0,
                         camera_id="cam1",
-                        rule="in_yard",
+                        rule="stored_rule",
                         rule_kind="dwell",
                         zone="yard_zone",
                         severity="alert",
@@ -284,38 +390,23 @@ def test_operator_draws_a_zone_and_reviews_its_incident(served: SystemConfig, br
         store = EventStore(served.sink.database_url)
         store.incidents.upsert(records)
         store.close()
-        page.locator("#nav-incidents").click()
-        row = page.locator('tr[data-incident="inc-browser-0"]')
-        row.wait_for(timeout=20_000)
-        _loaded(page, "tr[data-incident='inc-browser-0'] img.thumb", timeout=20_000)
-        page.locator("#incident-filters [name=zone]").fill("yard_zone")
-        wait_for(lambda: page.locator("#incidents tbody tr").count() == 3, 10, "the zone filter")
+        page.locator("#incident-filters [name=rule]").fill("stored_rule")
+        wait_for(lambda: page.locator("#incidents tbody tr").count() == 3, 10, "the rule filter")
         p.shot(screenshots, "dashboard-incidents.png")
-        row.get_by_role("button").click()
-        dialog = page.locator("#incident-dialog")
+        page.locator("#incident-filters [name=acknowledged]").select_option("false")
+        page.locator('tr[data-incident="inc-browser-0"]').get_by_role("button").click()
         dialog.wait_for(state="visible", timeout=10_000)
-        _loaded(page, "#incident-img", timeout=20_000)
-        assert "sig=" in page.locator("#incident-img").get_attribute("src")
-        assert "yard_zone" in page.locator("#incident-fields").inner_text()
-        assert "alert: charging_cable in yard_zone" in page.locator("#incident-result").inner_text()
         assert page.locator("#incident-updates li").count() == 4
         page.locator("#incident-clip-note").filter(has_text="no clip").wait_for(timeout=10_000)
-        p.shot(screenshots, "dashboard-incident.png")
-        page.locator("#incident-ack").click()
-        page.locator("#incident-ack").filter(has_text="Acknowledged").wait_for(timeout=10_000)
-        one = httpx.get(f"{base}incidents/inc-browser-0", headers=AS_ADMIN, timeout=10).json()
-        assert one["acknowledged"] and one["acknowledged_by"] == "admin"
+        page.locator("#incident-overlay-note").filter(has_text="no outlines").wait_for(timeout=10_000)
         page.keyboard.press("Escape")
         dialog.wait_for(state="hidden", timeout=5_000)
-        # bulk: select all shown, acknowledge the rest
-        page.locator("#incident-filters [name=acknowledged]").select_option("false")
-        wait_for(lambda: page.locator("#incidents tbody tr").count() == 2, 10, "unacknowledged only")
         page.locator("#ack-all").check()
         page.locator("#ack-selected").click()
         page.locator("#no-incidents").wait_for(state="visible", timeout=10_000)
-        for i in (1, 2):
+        for i in range(3):
             assert httpx.get(f"{base}incidents/inc-browser-{i}", headers=AS_ADMIN, timeout=10).json()["acknowledged"]
-        # the refused zone (422) and the clip that does not exist (404) are the only failed loads
+        # the refused saves (422) and the clip that does not exist (404) are the only failed loads
         allowed = ("status of 422 (Unprocessable Entity)", "status of 404 (Not Found)")
         assert not [m for m in p.problems if not m.endswith(allowed)], p.problems
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field
 
 from tests.clips.helpers import probe, render
-from trtseg.clips.camera import NVDEC_UNSUPPORTED, CameraClips
+from trtseg.clips.camera import CameraClips
 from trtseg.config import CameraConfig
 from trtseg.config.clips import ClipConfig, EvidenceConfig
 from trtseg.decode import CameraDecoder
@@ -64,14 +64,16 @@ def test_a_clip_from_the_decoders_own_packets(media_dir: Path, tmp_path: Path) -
     assert seen["duration"] >= (closed + 0.5) - (opened - 1.0) - 0.2
 
 
-def test_nvdec_cameras_get_no_clips_and_say_why(tmp_path: Path) -> None:
+def test_nvdec_cameras_feed_the_clip_buffer_like_cpu_cameras(tmp_path: Path) -> None:
+    """NVDEC cameras demux through the shared PyAV loop, so their packets reach the ring (issue #21;
+    tests/gpu/test_nvdec_pyav.py cuts a clip from one on the GPU)."""
     camera = Camera(id="gpu1", source="rtsp://cam/1", decoder="nvdec")
     clips = CameraClips.for_camera(camera, EvidenceConfig(clip_dir=tmp_path))
     assert clips is not None
     try:
-        assert not clips.attach(NvdecCameraDecoder(camera))
-        assert clips.start("i", time.time()) is None and not clips.stop("i", time.time())
-        assert clips.stats()["unsupported"] == NVDEC_UNSUPPORTED and not clips.stats()["enabled"]
+        decoder = NvdecCameraDecoder(camera)
+        assert clips.attach(decoder) and decoder.packet_tap is clips.ring
+        assert clips.stats()["enabled"] and clips.stats()["unsupported"] is None
     finally:
         clips.close()
 

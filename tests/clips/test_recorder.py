@@ -248,7 +248,7 @@ def test_a_full_disk_fails_at_close_and_removes_the_partial_file(
     def no_space(*_args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("trtseg.clips.recorder.write_json", no_space)  # the sidecar, after the MP4
+    monkeypatch.setattr("trtseg.clips.clip_writer.write_json", no_space)  # the sidecar, after the MP4
     cam.run(1.5)
     stats = cam.recorder.stats()
     assert stats["failures"] == 1 and "No space left" in stats["last_error"]

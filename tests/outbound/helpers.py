@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.db.incident_helpers import incident
 from trtseg.analytics.records import IncidentRecord
 from trtseg.config.outbound import OutboundConfig
 from trtseg.db.url import create_engine, normalise_url
@@ -16,29 +17,11 @@ T0 = datetime(2026, 11, 20, 8, 0, 0, tzinfo=UTC)
 
 
 def record(incident_id: str = "inc1", started: datetime = T0, seen_s: float = 0.0, **fields: Any) -> IncidentRecord:
-    """A presence incident's record; stage via ``keyframe_paths``."""
-    values: dict[str, Any] = {
-        "incident_id": incident_id,
-        "site": "block-7",
-        "camera_id": "cam1",
-        "rule": "flying_lead",
-        "rule_kind": "presence",
-        "severity": "detection",
-        "status": "open",
-        "result": "safe: 10 % of charging_cable outside building_safe_zone",
-        "started_at": started,
-        "last_seen_at": started + timedelta(seconds=seen_s),
-        "zone": "building_safe_zone",
-        "track_id": 7,
-        "class_name": "charging_cable",
-        "confidence": 0.6,
-        "best_confidence": 0.6,
-        "fraction": 0.1,
-        "peak_fraction": 0.1,
-        "frames_seen": 3,
-    }
+    """A presence incident's record (``tests.db.incident_helpers.incident`` under the outbound tests' rule,
+    without trajectory, details or instance); stage via ``keyframe_paths``."""
+    values: dict[str, Any] = {"rule": "flying_lead", "trajectory": [], "details": {}, "instance": None}
     values.update(fields)
-    return IncidentRecord(**values)
+    return incident(incident_id, started, seen_s, **values)
 
 
 def paths(incident_id: str, stage: str) -> dict[str, dict[str, str]]:

@@ -13,7 +13,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.services.ports import free_port
+from tests.services.ports import free_port, kill_process, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -138,22 +137,12 @@ class PrivateMariaDB:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM and wait (SIGKILL after ``timeout_s``): a clean shutdown keeps the data."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, timeout_s, kill_wait_s=10)
         self.proc = None
 
     def kill(self) -> None:
         """SIGKILL, as a crash or power cut would: InnoDB recovers on the next start."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        kill_process(self.proc, wait_s=10)
         self.proc = None
 
     def url(self, database: str) -> str:

@@ -11,7 +11,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.services.mariadb import SBIN_PATH
-from tests.services.ports import free_port, wait_for_port
+from tests.services.ports import free_port, kill_process, stop_process, wait_for_port
 
 
 def mosquitto_binary() -> str | None:
@@ -72,22 +71,12 @@ class MosquittoBroker:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (a clean shutdown) and wait."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout_s, kill_wait_s=5)
         self.proc = None
 
     def kill(self) -> None:
         """SIGKILL: the broker vanishes as in a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+        kill_process(self.proc, wait_s=5)
         self.proc = None
 
     @property

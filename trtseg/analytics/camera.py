@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from trtseg.analytics.evidence import SNAPSHOT_EVERY_S, Snapshot, keyframe_jpegs
+from trtseg.analytics.evidence import SNAPSHOT_EVERY_S, OutlineRecorder, Snapshot, keyframe_jpegs
 from trtseg.analytics.geometry import ZoneRaster
 from trtseg.analytics.incidents import IncidentBook, OpenIncident, result_text
 from trtseg.analytics.records import IncidentRecord
@@ -82,6 +82,7 @@ class CameraAnalytics:
         self._evaluators = build_evaluators(self.config, list(camera.classes))
         self._rules = {rule.name: rule for rule in self.config.rules}
         self.book = IncidentBook(camera.id, camera.site, self.config, self._render)
+        self.outlines = OutlineRecorder(self._rule_shapes)  # the clip overlay's track, in each incident's details
         interval = 1.0 / camera.inference_fps if camera.inference_fps else 0.0
         self.max_gap_s = max(MIN_GAP_CAP_S, 3.0 * interval)
         self.clock = 0.0
@@ -126,6 +127,7 @@ class CameraAnalytics:
         out = self._adopt_orphans(view)
         observations = [o for evaluator in self._evaluators for o in evaluator.observe(view)]
         out += self.book.step(observations, self.clock, frame.capture_ts)
+        self.outlines.observe(self.book.open, observations, frame.capture_ts, out)
         self._keep_evidence(frame, observations)
         self._count_zones(view)
         if self._evaluators and int(self.figures["frames"]) % 50 == 0:

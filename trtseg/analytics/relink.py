@@ -5,8 +5,10 @@ detector answers with two overlapping cable masks for a few frames, and the cabl
 while a new one takes over. For the rules that is the same object in the same place, and a new id
 would restart its dwell timer or open a duplicate incident. So a track first seen where a track of
 the same class was last seen a moment ago (box IoU at least ``min_iou`` with where that track would be
-now at its last pace, within ``window_s`` of analysis time, and absent from this frame) inherits that
-track's identity.
+now at its last pace, or with where it was last seen, within ``window_s`` of analysis time, and absent
+from this frame) inherits that track's identity. Where it was last seen counts because the pace is
+taken from the last two boxes: a waiting person half hidden by a passer-by has a box that shrinks for
+a frame, a "pace" that is only that jump, and comes back, under a new id, where they stood.
 """
 
 from __future__ import annotations
@@ -60,7 +62,10 @@ class TrackRelinker:
                 if identity not in present and seen.class_name == names[row] and clock - seen.clock <= self.window_s
             ]
             if candidates:
-                ious = box_iou(boxes[row], np.stack([self._seen[c].predicted(clock) for c in candidates]))
+                ious = np.maximum(
+                    box_iou(boxes[row], np.stack([self._seen[c].predicted(clock) for c in candidates])),
+                    box_iou(boxes[row], np.stack([self._seen[c].box for c in candidates])),
+                )
                 best = int(np.argmax(ious))
                 if ious[best] >= self.min_iou:
                     out[row] = self._alias[track] = candidates[best]

@@ -30,6 +30,10 @@ from trtseg.detections import Detections
 
 Key = tuple[str, int | None]  # (rule name, track id; None for count rules)
 DEFAULT_ZONE_SHARE = 0.5  # dwell and count rules without a threshold: in when half the mask is inside
+# A box's bottom edge stands for the object's ground point only to within a few pixels (feet, shadow, the
+# mask's edge): a crossing may pass a line's end by this share of the object's box height. A walker close
+# to the camera, crossing a line drawn down to the frame's bottom, otherwise seems to go around its end.
+LINE_END_SLACK = 0.1
 
 
 @dataclass(slots=True)
@@ -269,6 +273,7 @@ class CrossingEvaluator(Evaluator):
     def observe(self, view: FrameView) -> list[Observation]:
         rule, out = self.rule, []
         anchors = view.anchors(rule.anchor)
+        heights = (view.tracked.boxes[:, 3] - view.tracked.boxes[:, 1]) / float(max(1, view.tracked.frame_shape[0]))
         for row in view.eligible(rule, self.classes):
             track = view.ids[row]
             state: _CrossingState = self._touch(track, view.clock, _CrossingState)
@@ -288,7 +293,8 @@ class CrossingEvaluator(Evaluator):
             state.stable, state.stable_point, state.candidate, state.candidate_frames = side, point, 0, 0
             if before is None or state.candidate_point is None:
                 continue
-            if not segments_intersect(before, state.candidate_point, *self.line):
+            line = extended(self.line, LINE_END_SLACK * float(heights[row]))
+            if not segments_intersect(before, state.candidate_point, *line):
                 continue  # went around the segment's end
             direction = "left_to_right" if previous > 0 else "right_to_left"
             if rule.direction not in ("both", direction):
@@ -345,6 +351,18 @@ EVALUATORS: dict[str, type[Evaluator]] = {
 def build_evaluators(config: AnalyticsConfig, default_classes: list[str]) -> list[Evaluator]:
     """One evaluator per configured rule, in configuration order."""
     return [EVALUATORS[rule.kind](rule, config, default_classes) for rule in config.rules]
+
+
+def extended(
+    line: tuple[tuple[float, float], tuple[float, float]], margin: float
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The segment lengthened by ``margin`` (normalised units) beyond each end."""
+    (ax, ay), (bx, by) = line
+    length = float(np.hypot(bx - ax, by - ay))
+    if margin <= 0.0 or length <= 0.0:
+        return line
+    ux, uy = (bx - ax) / length * margin, (by - ay) / length * margin
+    return (ax - ux, ay - uy), (bx + ux, by + uy)
 
 
 def _point(values: np.ndarray) -> tuple[float, float]:

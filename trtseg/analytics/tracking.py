@@ -18,8 +18,9 @@ is less sure of a thin cable than of a person. A new track is confirmed once mat
 ``probation_frames`` frames or in two frames ``probation_s`` apart (so fewer frames suffice at a low
 rate), or at once when it is born in the tracker's first frame; one miss drops it. A confirmed track
 whose mask lies mostly (``duplicate_cover``) inside that of an older track shown in the same frame
-is a second report of that object: it is kept but not shown. Ids start at 1 and are never reused,
-not even after ``reset``.
+is a second report of that object: it is kept but not shown. A lost track whose box all but coincides
+(``duplicate_track_iou``) with a matched one's is the same object: the younger of the two goes. Ids
+start at 1 and are never reused, not even after ``reset``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ from typing import Any
 import numpy as np
 
 from trtseg.analytics import track_kalman as kalman
-from trtseg.analytics.track_match import FrameMasks, TrackMask, assign, second_sighting, similarity, suppress
+from trtseg.analytics.track_match import (
+    FrameMasks,
+    TrackMask,
+    assign,
+    box_iou,
+    second_sighting,
+    similarity,
+    suppress,
+)
 from trtseg.config.analytics import TrackerConfig
 from trtseg.detections import Detections
 
@@ -181,6 +190,7 @@ class ObjectTracker:
         cols = np.concatenate([np.zeros(0, np.int64), *matched_cols]).astype(np.int64)
 
         self._apply_matches(rows, cols, cand_boxes, class_ids, frame_masks)
+        rows = self._merge_duplicates(rows)
         starters = left[cand_scores[left] >= new_track_score[left]]
         # Duplicates are looked for among the classes a segmenter reports twice at times (cables).
         if cfg.duplicate_iou < 1.0 and frame_masks.present and doubled[starters].any():
@@ -259,6 +269,51 @@ class ObjectTracker:
         self._removed = tuple(int(i) for i in tr.ids[gone & tr.confirmed])
         if gone.any():
             tr.keep(~gone)
+
+    def _merge_duplicates(self, rows: np.ndarray) -> np.ndarray:
+        """One track per object: a lost track whose box all but coincides with a matched one's is the same object.
+
+        A second box of one object (a cable reported twice, a walker's partial box) starts a second
+        track; the two then take the object's single detection in turns, and its identity flickers
+        between them. As ByteTrack's
+        ``remove_duplicate_stracks`` does, of a matched and a lost confirmed track of one class whose
+        boxes overlap by ``duplicate_track_iou`` the younger goes; when the younger is the matched one,
+        the older takes over its state, so the object keeps its first id. ``rows``: the rows matched
+        now; returns them with each taken-over row replaced by the row that took it over.
+        """
+        cfg, tr = self.config, self._tracks
+        if cfg.duplicate_track_iou >= 1.0 or len(rows) == 0:
+            return rows
+        lost = np.flatnonzero(tr.confirmed & ~tr.tracked)
+        matched = rows[tr.confirmed[rows]]
+        if len(lost) == 0 or len(matched) == 0:
+            return rows
+        iou = box_iou(kalman.to_xyxy(tr.mean[matched]), kalman.to_xyxy(tr.mean[lost]))
+        iou[tr.class_ids[matched][:, None] != tr.class_ids[lost][None, :]] = 0.0
+        if not (iou >= cfg.duplicate_track_iou).any():
+            return rows
+        out = rows.copy()
+        used_m, used_l = set(), set()
+        for flat in np.argsort(-iou, axis=None).tolist():
+            i, j = divmod(flat, len(lost))
+            if iou[i, j] < cfg.duplicate_track_iou:
+                break
+            if i in used_m or j in used_l:
+                continue
+            used_m.add(i)
+            used_l.add(j)
+            young, old = int(matched[i]), int(lost[j])
+            if (tr.born[old], tr.ids[old]) > (tr.born[young], tr.ids[young]):
+                tr.confirmed[old] = False  # the lost one is the younger: dropped at the end of the update
+                continue
+            for name in ("mean", "cov", "mask_geometry", "last_seen", "class_ids", "tracked"):
+                getattr(tr, name)[old] = getattr(tr, name)[young]
+            tr.hits[old] += 1
+            tr.masks[old] = tr.masks[young]
+            tr.tracked[young], tr.confirmed[young] = False, False
+            out[out == young] = old
+            logger.debug("duplicate track merged kept=%d dropped=%d", tr.ids[old], tr.ids[young])
+        return out
 
     def _apply_matches(
         self, rows: np.ndarray, cols: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, frame_masks: FrameMasks

@@ -32,10 +32,6 @@ logger = logging.getLogger(__name__)
 REQUEST_MARGIN_S = 2.0  # an incident's opening reaches the decoder actor well within this
 MAX_EXTRA_S = 30.0
 RECENT_CLIPS = 20
-NVDEC_UNSUPPORTED = (
-    "clips need the source's packets, and NVDEC cameras are demuxed by PyNvVideoCodec, which hands on "
-    "neither a time base nor codec parameters to remux them (issue #21 moves their demuxing to PyAV)"
-)
 
 
 def ring_lookback_s(camera: CameraConfig, clips: ClipConfig) -> float:
@@ -65,7 +61,6 @@ class CameraClips:
     ) -> None:
         self.camera_id = camera_id
         self.config = config
-        self.unsupported: str | None = None
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_CLIPS)
         lookback = config.pre_capture_s + REQUEST_MARGIN_S if lookback_s is None else lookback_s
         self.ring = PacketRing(lookback, int(config.buffer_mb * 1024 * 1024))
@@ -99,30 +94,20 @@ class CameraClips:
         )
 
     def attach(self, decoder: Any) -> bool:
-        """Tap ``decoder``'s demuxed packets; False (and ``unsupported`` says why) for an NVDEC decoder."""
-        from trtseg.decode_nvdec import NvdecCameraDecoder
-
-        if isinstance(decoder, NvdecCameraDecoder):
-            self.unsupported = NVDEC_UNSUPPORTED
-            logger.warning("no clips for this camera camera=%s reason=%s", self.camera_id, self.unsupported)
-            return False
+        """Tap ``decoder``'s demuxed packets (CPU and NVDEC decoders demux alike, through PyAV)."""
         decoder.packet_tap = self.ring
         return True
 
     def start(self, incident_id: str, opened_ts: float) -> str | None:
-        if self.unsupported is not None:
-            return None
         return self.recorder.start(incident_id, opened_ts)
 
     def stop(self, incident_id: str, closed_ts: float) -> bool:
-        if self.unsupported is not None:
-            return False
         return self.recorder.stop(incident_id, closed_ts)
 
     def stats(self) -> dict[str, Any]:
         return {
-            "enabled": self.unsupported is None,
-            "unsupported": self.unsupported or self.ring.unsupported,
+            "enabled": True,
+            "unsupported": self.ring.unsupported,  # a codec MP4 cannot hold: no clips, decoding goes on
             **self.recorder.stats(),
             "buffer": self.ring.stats(),
             "hold_s": self.recorder.hold_s,

@@ -1,10 +1,12 @@
 """ClipRequester: which of a camera's incident records start or stop a clip (plain, no Ray).
 
-The camera's output actor feeds it every batch of records it sends to the sink. An incident whose
-severity is configured for clips starts one when it opens (from ``started_at``), or when it escalates
-to such a severity (from ``escalated_at``), or when it is first seen open here (an incident resumed
-after a restart: the recorder ignores one it already records). It stops at its close, from its
-``ended_at`` (when it was last seen). Starting twice or stopping an unknown incident is harmless
+The camera's output actor feeds it every batch of records it sends to the sink. An incident gets a
+clip when its rule asks for one (``clip: true``; ``clip: false``: never), or, for a rule that does
+not say (the default), when its severity is one of the camera's ``clips.severities``. It starts one
+when it opens (from ``started_at``), or when it escalates to such a severity (from ``escalated_at``),
+or when it is first seen open here (an incident resumed after a restart: the recorder ignores one it
+already records). It stops at its close, from its ``ended_at`` (when it was last seen). Starting
+twice or stopping an unknown incident is harmless
 downstream, so this keeps only a bounded memory of the incidents it has seen.
 """
 
@@ -33,12 +35,21 @@ class ClipRequest:
 class ClipRequester:
     """Not thread-safe: one per camera, fed in record order."""
 
-    def __init__(self, config: ClipConfig) -> None:
+    def __init__(self, config: ClipConfig, rules: Iterable[Any] = ()) -> None:
+        """``rules``: the camera's analytics rules (``CameraConfig.analytics.rules``), for their ``clip``."""
         self.config = config
+        self.rule_clips: dict[str, bool] = {
+            rule.name: bool(rule.clip) for rule in rules if getattr(rule, "clip", None) is not None
+        }
         self._started: OrderedDict[str, bool] = OrderedDict()  # incident -> a start was asked
 
-    def wanted(self, severity: str) -> bool:
-        return self.config.enabled and severity in self.config.severities
+    def wanted(self, severity: str, rule: str | None = None) -> bool:
+        """Whether an incident of ``rule`` at ``severity`` gets a clip: the rule's ``clip`` when it says,
+        else the camera's severities; never while the camera's clips are off (no buffer to cut from)."""
+        if not self.config.enabled:
+            return False
+        chosen = self.rule_clips.get(rule) if rule is not None else None
+        return chosen if chosen is not None else severity in self.config.severities
 
     def requests(self, records: Iterable[Any]) -> list[ClipRequest]:
         out: list[ClipRequest] = []
@@ -47,7 +58,7 @@ class ClipRequester:
                 continue  # events (the older per-class kind) get no clips
             incident_id = record.incident_id
             started = self._started.get(incident_id)  # None: not seen yet
-            wanted = self.wanted(record.severity)
+            wanted = self.wanted(record.severity, record.rule)
             if wanted and not started and (record.status == "open" or "open" in record.keyframes):
                 # Opened now or first seen (resumed after a restart): from its start. Seen before
                 # without a clip: it escalated, from then on.

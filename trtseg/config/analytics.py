@@ -182,6 +182,13 @@ class TrackerConfig(Section):
     lost_track_s: float = Field(
         default=2.0, gt=0.0, le=600.0, description="How long an unseen track is kept to be found again."
     )
+    duplicate_track_iou: float = Field(
+        default=0.85,
+        gt=0.0,
+        le=1.0,
+        description="A lost track whose box overlaps a matched track's of its class by at least this much is the "
+        "same object (ByteTrack's duplicate removal): the younger goes, the older keeps the object. 1: off.",
+    )
     probation_frames: int = Field(
         default=3, ge=1, le=100, description="Inferred frames a new track must be matched before it is confirmed."
     )
@@ -222,6 +229,11 @@ class RuleBase(Section):
         default=5.0, gt=0.0, le=3600.0, description="The incident closes after the condition is unmet this long."
     )
     label: str | None = Field(default=None, max_length=64, description="Word leading the result text, e.g. 'safe'.")
+    clip: bool | None = Field(
+        default=None,
+        description="Whether this rule's incidents get a clip: true always, false never; empty: the camera's "
+        "clips.severities decide (alerts by default). Needs the camera's clips.enabled.",
+    )
 
 
 class Escalation(Section):

@@ -92,6 +92,14 @@ class CameraConfig(Section):
         description="Where the annotated stream goes: an rtmp://, rtsp:// or srt:// URL, 'hls' "
         "(files the HTTP API serves) or 'none'.",
     )
+    push_mode: Literal["always", "on_demand", "never"] = Field(
+        default="always",
+        description="When the annotated stream is encoded: 'always' (every frame), 'on_demand' (from a "
+        "viewer's request, the HLS playlist, MJPEG, latest JPEG or POST /cameras/{id}/watch, until "
+        "pusher.on_demand_idle_s pass without one) or 'never' (nothing encoded; the latest JPEG is drawn "
+        "when asked). Detections, tracking, rules, incidents, key frames and clips run on every frame in "
+        "every mode.",
+    )
     classes: list[str] = Field(
         default_factory=lambda: ["charging_cable"], description="Classes of interest that raise events."
     )

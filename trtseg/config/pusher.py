@@ -44,4 +44,11 @@ class PusherConfig(Section):
         description="Frames waiting for the encoder before the oldest is dropped; absorbs the bursts in "
         "which frames leave the pipeline behind an inferred one.",
     )
+    on_demand_idle_s: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=3600.0,
+        description="A camera with push_mode 'on_demand' stops encoding this long after the last viewer's "
+        "request (HLS playlist, MJPEG frame, latest JPEG, POST /cameras/{id}/watch).",
+    )
     jpeg_quality: int = Field(default=80, ge=10, le=100, description="Quality of live-view and key frame JPEGs.")

@@ -14,9 +14,9 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trtseg.db.models import MAX_LIMIT, SortOrder, as_utc, decode_cursor
+from trtseg.db.models import WindowQuery, as_utc
 from trtseg.db.schema import ACK_BY_LEN, CAMERA_LEN, CLASS_LEN, INCIDENT_ID_LEN, NAME_LEN, SITE_LEN
 
 INCIDENT_ID_PATTERN = rf"^[A-Za-z0-9_-]{{1,{INCIDENT_ID_LEN}}}$"
@@ -27,10 +27,8 @@ Stage = Literal["open", "alert", "close"]
 Kind = Literal["raw", "annotated"]
 
 
-class IncidentQuery(BaseModel):
+class IncidentQuery(WindowQuery):
     """Filters, order and page of an incident listing."""
-
-    model_config = ConfigDict(extra="forbid")
 
     site: str | None = Field(default=None, min_length=1, max_length=SITE_LEN, description="Only this site.")
     camera_id: str | None = Field(default=None, min_length=1, max_length=CAMERA_LEN, description="Only this camera.")
@@ -42,22 +40,6 @@ class IncidentQuery(BaseModel):
     acknowledged: bool | None = Field(default=None, description="Only acknowledged (true) or unacknowledged (false).")
     since: datetime | None = Field(default=None, description="Incidents last seen at or after (UTC if naive).")
     until: datetime | None = Field(default=None, description="Incidents started before (UTC if naive).")
-    order: SortOrder = Field(default="desc", description="By start time: 'desc' newest first, or 'asc'.")
-    limit: int = Field(default=50, ge=1, le=MAX_LIMIT, description=f"Incidents per page, 1..{MAX_LIMIT}.")
-    cursor: str | None = Field(default=None, max_length=512, description="next_cursor of the previous page.")
-
-    @field_validator("since", "until")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return as_utc(value)
-
-    @model_validator(mode="after")
-    def _range(self) -> IncidentQuery:
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError("'since' must be earlier than 'until'")
-        if self.cursor is not None:
-            decode_cursor(self.cursor, self)  # fail at validation time with a clear message
-        return self
 
     def digest(self) -> str:
         """Short fingerprint of the filters and order (what a cursor is tied to)."""

@@ -92,12 +92,19 @@ def _v5_deliveries(conn: Connection) -> None:
     create_deliveries_table(conn)
 
 
+def _v6_webhooks(conn: Connection) -> None:
+    from trtseg.db.webhooks import create_webhooks_table  # the webhook store's own module owns its table
+
+    create_webhooks_table(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "events table with site/camera/class time indexes", _v1_events),
     Migration(2, "cameras table: the camera registry (run-time changes, tombstones)", _v2_cameras),
     Migration(3, "incidents table; stored cameras rewritten with their analytics section", _v3_incidents),
     Migration(4, "evidence removal times on incidents and events; status indexes for open ids", _v4_evidence_removed),
     Migration(5, "deliveries: the outbox of MQTT and webhook messages", _v5_deliveries),
+    Migration(6, "webhooks: receivers set through the API", _v6_webhooks),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -11,8 +11,9 @@ import base64
 import binascii
 import hashlib
 import json
+from abc import abstractmethod
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -47,19 +48,16 @@ def as_utc(value: datetime | None) -> datetime | None:
         raise ValueError(f"{value.isoformat()} is out of range once converted to UTC") from None
 
 
-class EventQuery(BaseModel):
-    """Filters, order and page of an event listing."""
+class WindowQuery(BaseModel):
+    """The part every listing query shares (events, incidents): a time window in UTC, the order, the page
+    size and a cursor that must belong to the same filters (``digest``, defined by each listing)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    site: str | None = Field(default=None, min_length=1, max_length=SITE_LEN, description="Only this site.")
-    camera_id: str | None = Field(default=None, min_length=1, max_length=CAMERA_LEN, description="Only this camera.")
-    class_name: str | None = Field(default=None, min_length=1, max_length=CLASS_LEN, description="Only this class.")
-    status: Literal["open", "closed"] | None = Field(default=None, description="Only open or only closed events.")
-    since: datetime | None = Field(default=None, description="Events that started at or after (UTC if naive).")
-    until: datetime | None = Field(default=None, description="Events that started before (UTC if naive).")
+    since: datetime | None = Field(default=None, description="At or after (UTC if naive).")
+    until: datetime | None = Field(default=None, description="Before (UTC if naive).")
     order: SortOrder = Field(default="desc", description="By start time: 'desc' newest first, or 'asc'.")
-    limit: int = Field(default=50, ge=1, le=MAX_LIMIT, description=f"Events per page, 1..{MAX_LIMIT}.")
+    limit: int = Field(default=50, ge=1, le=MAX_LIMIT, description=f"Items per page, 1..{MAX_LIMIT}.")
     cursor: str | None = Field(default=None, max_length=512, description="next_cursor of the previous page.")
 
     @field_validator("since", "until")
@@ -68,12 +66,27 @@ class EventQuery(BaseModel):
         return as_utc(value)
 
     @model_validator(mode="after")
-    def _range(self) -> EventQuery:
+    def _range(self) -> Self:
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise ValueError("'since' must be earlier than 'until'")
         if self.cursor is not None:
             decode_cursor(self.cursor, self)  # fail at validation time with a clear message
         return self
+
+    @abstractmethod
+    def digest(self) -> str:
+        """Short fingerprint of the filters and order (what a cursor is tied to)."""
+
+
+class EventQuery(WindowQuery):
+    """Filters, order and page of an event listing."""
+
+    site: str | None = Field(default=None, min_length=1, max_length=SITE_LEN, description="Only this site.")
+    camera_id: str | None = Field(default=None, min_length=1, max_length=CAMERA_LEN, description="Only this camera.")
+    class_name: str | None = Field(default=None, min_length=1, max_length=CLASS_LEN, description="Only this class.")
+    status: Literal["open", "closed"] | None = Field(default=None, description="Only open or only closed events.")
+    since: datetime | None = Field(default=None, description="Events that started at or after (UTC if naive).")
+    until: datetime | None = Field(default=None, description="Events that started before (UTC if naive).")
 
     def digest(self) -> str:
         """Short fingerprint of the filters and order (what a cursor is tied to)."""

@@ -5,6 +5,11 @@ lane claims the target's due rows, sends them and marks each delivered or failed
 that is down costs no attempts: the MQTT lane waits for the connection. Nothing is held only in
 memory: a dispatcher that stops or dies leaves its rows pending in the database (claimed ones come
 back when their lease ends) and the next dispatcher, here or on another node, sends them.
+
+Webhooks set through the API (``webhook_source``, the ``webhooks`` table) are read again every
+``refresh_s``: a new one gets a lane, a changed one a fresh lane (its pending rows go to the new
+URL), a deleted one loses its lane and its pending rows are cancelled. The configuration file's
+webhooks win a name both use.
 """
 
 from __future__ import annotations
@@ -16,167 +21,21 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from trtseg.config.outbound import OutboundConfig
+from trtseg.config.outbound import OutboundConfig, WebhookConfig
+from trtseg.outbound.lanes import Lane, MqttLane, WebhookLane
 from trtseg.outbound.mqtt import MqttPublisher
-from trtseg.outbound.outbox import Delivery, EnqueueResult, OutboxStore, backoff_s, utcnow
+from trtseg.outbound.outbox import EnqueueResult, OutboxStore
 from trtseg.outbound.urlguard import GuardPolicy, Resolver, policy_from_config
 from trtseg.outbound.webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
 
-DB_RETRY_MAX_S = 30.0
 PRUNE_EVERY_S = 3600.0
 COUNTS_EVERY_S = 2.0
-
-
-@dataclass
-class LaneStats:
-    delivered: int = 0
-    attempts_failed: int = 0
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-    last_delivered_at: datetime | None = None
-    latency_ms_last: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class _Lane:
-    """One target's loop. ``deliver`` sends a batch and returns per row (ok, error, retry_after_s)."""
-
-    def __init__(self, dispatcher: OutboundDispatcher, target: str) -> None:
-        self.dispatcher = dispatcher
-        self.target = target
-        self.stats = LaneStats()
-        self.wake = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"trtseg-outbound-{target}", daemon=True)
-        self._db_wait_s = 0.0
-        self._fail_streak = 0
-
-    def ready(self) -> bool:
-        return True
-
-    def deliver(self, batch: list[Delivery]) -> list[tuple[bool, str | None, float | None]]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def _run(self) -> None:
-        d = self.dispatcher
-        retry = d.config.retry
-        while not d.stopping.is_set():
-            if not self.ready():
-                self.wake.wait(retry.poll_interval_s)
-                self.wake.clear()
-                continue
-            try:
-                batch = d.outbox.claim_due(self.target, retry.batch_size, token=d.token)
-            except Exception as exc:  # the database is down: wait and try again, rows stay where they are
-                self._db_down(exc)
-                continue
-            self._db_wait_s = 0.0
-            if not batch:
-                self.wake.wait(retry.poll_interval_s)
-                self.wake.clear()
-                continue
-            try:
-                failed = self._handle(batch)
-            except Exception as exc:
-                self._db_down(exc)  # unmarked rows come back after their lease: at least once
-                continue
-            # A target in trouble is probed with one message per backoff step, not flooded.
-            self._fail_streak = self._fail_streak + 1 if failed else 0
-            if failed:
-                d.stopping.wait(backoff_s(self._fail_streak, retry))
-
-    def _handle(self, batch: list[Delivery]) -> bool:
-        """Send and mark one batch; True when an attempt failed."""
-        d = self.dispatcher
-        outcomes = self.deliver(batch)
-        delivered = [row.id for row, (ok, _, _) in zip(batch, outcomes, strict=True) if ok]
-        untried = [row.id for row, (ok, error, _) in zip(batch, outcomes, strict=True) if not ok and error is None]
-        d.outbox.mark_delivered(delivered)
-        d.outbox.release(untried)
-        now = utcnow()
-        failed = False
-        if delivered:
-            self.stats.delivered += len(delivered)
-            self.stats.last_delivered_at = now
-        for row, (ok, error, retry_after) in zip(batch, outcomes, strict=True):
-            if ok or error is None:
-                continue
-            failed = True
-            self.stats.attempts_failed += 1
-            self.stats.last_error, self.stats.last_error_at = error, now
-            state = d.outbox.mark_failed(row.id, error, retry_after_s=retry_after)
-            logger.info(
-                "outbound attempt failed target=%s key=%s attempt=%d state=%s error=%s",
-                self.target,
-                row.idempotency_key,
-                row.attempts + 1,
-                state,
-                error,
-            )
-        return failed
-
-    def _db_down(self, exc: BaseException) -> None:
-        self._db_wait_s = min(DB_RETRY_MAX_S, max(0.5, self._db_wait_s * 2))
-        self.stats.last_error = f"outbox database: {type(exc).__name__}"
-        logger.warning(
-            "outbound outbox unavailable target=%s error=%s retry_in_s=%.1f",
-            self.target,
-            type(exc).__name__,
-            self._db_wait_s,
-        )
-        self.dispatcher.stopping.wait(self._db_wait_s)
-
-
-class _MqttLane(_Lane):
-    def __init__(self, dispatcher: OutboundDispatcher, publisher: MqttPublisher) -> None:
-        super().__init__(dispatcher, "mqtt")
-        self.publisher = publisher
-
-    def ready(self) -> bool:
-        return self.publisher.connected
-
-    def deliver(self, batch: list[Delivery]) -> list[tuple[bool, str | None, float | None]]:
-        items = [(self.publisher.incident_topic(row.camera_id), row.payload, False) for row in batch]
-        errors = self.publisher.publish_many(items)
-        connected = self.publisher.connected
-        # Lost connection mid-batch: the unacknowledged go back untried (the broker's outage is not theirs).
-        return [(error is None, None if (error is not None and not connected) else error, None) for error in errors]
-
-    def close(self) -> None:
-        self.publisher.stop()
-
-
-class _WebhookLane(_Lane):
-    def __init__(self, dispatcher: OutboundDispatcher, sender: WebhookSender) -> None:
-        super().__init__(dispatcher, sender.target)
-        self.sender = sender
-        self.stats.extra["url"] = sender.shown_url()
-
-    def deliver(self, batch: list[Delivery]) -> list[tuple[bool, str | None, float | None]]:
-        outcomes: list[tuple[bool, str | None, float | None]] = []
-        for i, row in enumerate(batch):
-            result = self.sender.send(row.payload, row.idempotency_key, row.kind)
-            self.stats.latency_ms_last = result.elapsed_s * 1000.0
-            outcomes.append((result.ok, None if result.ok else (result.error or "failed"), result.retry_after_s))
-            if not result.ok:
-                # The receiver is in trouble: the rest of the batch goes back untried, to be sent in order.
-                outcomes += [(False, None, None)] * (len(batch) - i - 1)
-                break
-            if self.dispatcher.stopping.is_set():
-                outcomes += [(False, None, None)] * (len(batch) - i - 1)
-                break
-        return outcomes
-
-    def close(self) -> None:
-        self.sender.close()
+REFRESH_S = 2.0
 
 
 class OutboundDispatcher:
@@ -191,19 +50,31 @@ class OutboundDispatcher:
         extra_blocked_ports: Iterable[int] = (),
         resolver: Resolver = socket.getaddrinfo,
         mqtt_factory: Callable[..., MqttPublisher] = MqttPublisher,
+        webhook_source: Callable[[], list[WebhookConfig]] | None = None,
+        refresh_s: float = REFRESH_S,
     ) -> None:
+        """``webhook_source``: the webhooks set through the API (``WebhookStore.configs``), read every
+        ``refresh_s``; None: only the configuration's targets."""
         self.outbox = outbox
         self.config = config or outbox.config
         self.policy = policy or policy_from_config(self.config, extra_blocked_ports)
         self.token = f"{socket.gethostname()[:16]}-{secrets.token_hex(6)}"  # marks this dispatcher's claims
         self.stopping = threading.Event()
         self.publisher: MqttPublisher | None = None
-        self.lanes: list[_Lane] = []
+        self.lanes: list[Lane] = []
         if self.config.mqtt is not None:
             self.publisher = mqtt_factory(self.config.mqtt)
-            self.lanes.append(_MqttLane(self, self.publisher))
+            self.lanes.append(MqttLane(self, self.publisher))
         for hook in self.config.webhooks:
-            self.lanes.append(_WebhookLane(self, WebhookSender(hook, self.policy, resolver=resolver)))
+            self.lanes.append(WebhookLane(self, WebhookSender(hook, self.policy, resolver=resolver)))
+        self._resolver = resolver
+        self._webhook_source = webhook_source
+        self._refresh_s = refresh_s
+        self._added: dict[str, tuple[WebhookConfig, WebhookLane]] = {}  # name -> (its config, its lane)
+        self._lanes_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._refresher = threading.Thread(target=self._refresh_loop, name="trtseg-outbound-webhooks", daemon=True)
+        self.refresh_error: str | None = None
         self._zone_counts: dict[tuple[str, str], int] = {}
         self._counts: dict[str, dict[str, int]] = {}
         self._counts_at = 0.0
@@ -219,26 +90,99 @@ class OutboundDispatcher:
             self.publisher.start()
         for lane in self.lanes:
             lane.thread.start()
-        logger.info("outbound dispatcher started targets=%s", ",".join(lane.target for lane in self.lanes) or "-")
+        if self._webhook_source is not None:
+            self.refresh()  # the stored webhooks from the start (a database that is down: the thread retries)
+            self._refresher.start()
+        targets = ",".join(lane.target for lane in self._lanes())
+        logger.info("outbound dispatcher started targets=%s", targets or "-")
         return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the lanes (a request in flight finishes or times out), then disconnect."""
         self.stopping.set()
-        for lane in self.lanes:
+        if self._refresher.is_alive():
+            self._refresher.join(timeout_s)
+        lanes = self._lanes()
+        for lane in lanes:
+            lane.halt.set()
             lane.wake.set()
         deadline = time.monotonic() + timeout_s
-        for lane in self.lanes:
+        for lane in lanes:
             if lane.thread.is_alive():
                 lane.thread.join(max(0.1, deadline - time.monotonic()))
-        for lane in self.lanes:
+        for lane in lanes:
             lane.close()
         logger.info("outbound dispatcher stopped")
 
     def wake(self) -> None:
         """Look for due deliveries now (after an enqueue in this process)."""
-        for lane in self.lanes:
+        for lane in self._lanes():
             lane.wake.set()
+
+    def _lanes(self) -> list[Lane]:
+        with self._lanes_lock:
+            return list(self.lanes)
+
+    # ------------------------------------------------------------------ webhooks set through the API
+    def _refresh_loop(self) -> None:
+        while not self.stopping.wait(self._refresh_s):
+            self.refresh()
+
+    def refresh(self) -> dict[str, list[str]]:
+        """Bring the API's webhooks' lanes and targets in line with ``webhook_source``; returns the names
+        added, changed and removed. A source that fails (database down) changes nothing."""
+        assert self._webhook_source is not None
+        with self._refresh_lock:
+            return self._refresh(self._webhook_source)
+
+    def _refresh(self, source: Callable[[], list[WebhookConfig]]) -> dict[str, list[str]]:
+        try:
+            stored = source()
+        except Exception as exc:
+            if self.refresh_error is None:
+                logger.warning("outbound webhooks not read error=%s", type(exc).__name__)
+            self.refresh_error = type(exc).__name__
+            return {"added": [], "changed": [], "removed": []}
+        self.refresh_error = None
+        configured = {hook.name for hook in self.config.webhooks}
+        wanted = {hook.name: hook for hook in stored if hook.name not in configured}
+        gone = [name for name in self._added if name not in wanted]
+        changed = [name for name, hook in wanted.items() if name in self._added and self._added[name][0] != hook]
+        new = [name for name in wanted if name not in self._added]
+        if not (gone or changed or new):
+            return {"added": [], "changed": [], "removed": []}
+        # No enqueue for a deleted webhook runs once this returns; then its stragglers are cancelled.
+        self.outbox.set_added_targets({hook.target: hook for hook in wanted.values()})
+        for name in gone:
+            cancelled = self.outbox.cancel(f"webhook:{name}")
+            logger.info("outbound webhook removed name=%s cancelled=%d", name, cancelled)
+        for name in gone + changed:
+            self._stop_lane(self._added.pop(name)[1])
+        for name in changed + new:
+            hook = wanted[name]
+            lane = WebhookLane(self, WebhookSender(hook, self.policy, resolver=self._resolver), source="api")
+            self._added[name] = (hook, lane)
+            with self._lanes_lock:
+                self.lanes.append(lane)
+            if self._started and not self.stopping.is_set():
+                lane.thread.start()
+            logger.info(
+                "outbound webhook %s name=%s url=%s",
+                "changed" if name in changed else "added",
+                name,
+                lane.sender.shown_url(),
+            )
+        return {"added": new, "changed": changed, "removed": gone}
+
+    def _stop_lane(self, lane: WebhookLane) -> None:
+        """End one lane: a request in flight finishes or times out first."""
+        with self._lanes_lock:
+            self.lanes.remove(lane)
+        lane.halt.set()
+        lane.wake.set()
+        if lane.thread.is_alive():
+            lane.thread.join(lane.sender.config.timeout_s + 5.0)
+        lane.close()
 
     # ------------------------------------------------------------------ intake
     def enqueue(self, records: Iterable[Any]) -> EnqueueResult:
@@ -291,7 +235,8 @@ class OutboundDispatcher:
             except Exception:
                 db_up = False
         targets: dict[str, Any] = {}
-        for lane in self.lanes:
+        lanes = self._lanes()
+        for lane in lanes:
             rows = self._counts.get(lane.target, {})
             entry: dict[str, Any] = {
                 "pending": rows.get("pending", 0),
@@ -304,12 +249,13 @@ class OutboundDispatcher:
                 "running": lane.thread.is_alive(),
                 **lane.stats.extra,
             }
-            if isinstance(lane, _MqttLane):
+            if isinstance(lane, MqttLane):
                 entry["connected"] = lane.publisher.connected
                 entry["broker"] = lane.publisher.stats()
             targets[lane.target] = entry
         return {
-            "enabled": bool(self.lanes),
+            "enabled": bool(lanes),
+            "webhooks_error": self.refresh_error,  # the API's webhooks could not be read (kept as they were)
             "db_up": db_up,
             "broker_connected": None if self.publisher is None else self.publisher.connected,
             # This process's figures since it started (the outbox rows are the durable truth).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,10 +24,10 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from trtseg.analytics.records import IncidentRecord
-from trtseg.config.outbound import OutboundConfig, RetryConfig
+from trtseg.config.outbound import OutboundConfig, RetryConfig, TargetFilter
 from trtseg.outbound.messages import build_message
 from trtseg.outbound.policy import Cooldown, CooldownKey, History, Sent, accepts, candidate_kinds, suppressed_incident
-from trtseg.outbound.schema import CLAIM_LEN, ERROR_LEN, create_deliveries_table, deliveries
+from trtseg.outbound.schema import CLAIM_LEN, ERROR_LEN, cancel_pending, create_deliveries_table, deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,10 @@ class OutboxStore:
         self.engine = engine
         self.config = config
         self.dialect = "sqlite" if engine.dialect.name == "sqlite" else "mysql"
-        self.targets = config.targets()
+        self._configured = config.targets()  # from the configuration file; fixed
+        self.targets: dict[str, TargetFilter] = dict(self._configured)
+        # Held by enqueue and set_added_targets: once the targets changed, no enqueue with the old ones runs.
+        self._targets_lock = threading.RLock()
         self.cooldown = Cooldown(self._last_opening)
         self.counters = {"enqueued": 0, "suppressed": 0, "filtered": 0}
 
@@ -90,6 +94,17 @@ class OutboxStore:
         with self.engine.begin() as conn:
             create_deliveries_table(conn)
 
+    def set_added_targets(self, added: dict[str, TargetFilter]) -> None:
+        """The targets added at run time (webhooks set through the API), beside the configured ones, which
+        win a name both use. Returns once no enqueue with the previous targets is in flight."""
+        with self._targets_lock:
+            self.targets = {**added, **self._configured}
+
+    def cancel(self, target: str) -> int:
+        """Cancel ``target``'s pending rows (its webhook was deleted); returns how many."""
+        with self.engine.begin() as conn:
+            return cancel_pending(conn, target, utcnow())
+
     # ------------------------------------------------------------------ enqueue
     def enqueue(self, records: Iterable[Any]) -> EnqueueResult:
         """Store the messages of the incident records (others are ignored) for every target, once.
@@ -98,14 +113,15 @@ class OutboxStore:
         """
         batch = [r for r in records if isinstance(r, IncidentRecord)]
         result = EnqueueResult()
-        if not batch or not self.targets:
-            return result
-        now = utcnow()
-        with self.engine.begin() as conn:
-            history = self._history(conn, sorted({r.incident_id for r in batch}))
-            rows, notes = self._plan(batch, history, now, result)
-            for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                conn.execute(self._insert(rows[start : start + ROWS_PER_STATEMENT]))
+        with self._targets_lock:
+            if not batch or not self.targets:
+                return result
+            now = utcnow()
+            with self.engine.begin() as conn:
+                history = self._history(conn, sorted({r.incident_id for r in batch}))
+                rows, notes = self._plan(batch, history, now, result)
+                for start in range(0, len(rows), ROWS_PER_STATEMENT):
+                    conn.execute(self._insert(rows[start : start + ROWS_PER_STATEMENT]))
         for key, (at, incident_id) in notes.items():
             self.cooldown.note(key, incident_id, at)
         self.counters["enqueued"] += result.pending
@@ -338,13 +354,12 @@ class OutboxStore:
         return int(done.rowcount or 0)
 
     def prune(self, now: datetime | None = None) -> int:
-        """Delete delivered and suppressed rows older than ``retry.keep_days``; pending and failed stay."""
+        """Delete delivered, suppressed and cancelled rows older than ``retry.keep_days``; pending and failed stay."""
         cutoff = (now or utcnow()) - timedelta(days=self.config.retry.keep_days)
         t = deliveries.c
+        done_states = ("delivered", "suppressed", "cancelled")
         with self.engine.begin() as conn:
-            done = conn.execute(
-                deliveries.delete().where(t.state.in_(("delivered", "suppressed")), t.created_at < cutoff)
-            )
+            done = conn.execute(deliveries.delete().where(t.state.in_(done_states), t.created_at < cutoff))
         return int(done.rowcount or 0)
 
     # ------------------------------------------------------------------ reading

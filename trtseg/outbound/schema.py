@@ -3,10 +3,13 @@
 One row per (target, message): 'mqtt' or 'webhook:<name>' and the message's idempotency key, unique
 together, so enqueueing a message twice (a sink batch replayed from its spool) stores it once.
 States: pending (to deliver; ``next_attempt_at`` says when, a claim pushes it by the lease),
-delivered, failed (out of attempts; kept), suppressed (by the notification cooldown; kept, counted).
+delivered, failed (out of attempts; kept), suppressed (by the notification cooldown; kept, counted),
+cancelled (its webhook was deleted through the API before it went out; kept, pruned like delivered).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -20,7 +23,8 @@ STATE_LEN = 12
 KIND_LEN = 8
 ERROR_LEN = 255
 CLAIM_LEN = 32
-STATES = ("pending", "delivered", "failed", "suppressed")
+STATES = ("pending", "delivered", "failed", "suppressed", "cancelled")
+CANCELLED_REASON = "webhook deleted"
 
 deliveries = sa.Table(
     "deliveries",
@@ -57,3 +61,16 @@ deliveries = sa.Table(
 def create_deliveries_table(conn: Connection) -> None:
     """Create the table and its indexes when missing (the migration step the lead adds calls this)."""
     deliveries.create(conn, checkfirst=True)
+
+
+def cancel_pending(conn: Connection, target: str, now: datetime) -> int:
+    """Mark ``target``'s pending rows 'cancelled' (its webhook is gone): nothing will send them, and a
+    row that stayed pending would wait for ever and block nothing but still be counted. A row claimed
+    right now may still arrive once (``mark_delivered`` leaves a cancelled row cancelled)."""
+    t = deliveries.c
+    done = conn.execute(
+        deliveries.update()
+        .where(t.target == target, t.state == "pending")
+        .values(state="cancelled", claimed_by=None, last_error=CANCELLED_REASON, updated_at=now)
+    )
+    return int(done.rowcount or 0)

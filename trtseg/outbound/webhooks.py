@@ -91,6 +91,17 @@ def verify_signature(
     return age <= tolerance_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+def shown_url(url: str) -> str:
+    """A webhook URL as logs, stats and the API show it: scheme, host and port (a path, query or userinfo
+    may hold a token)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+        return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/..."
+    except ValueError:
+        return "<unparseable>"
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
     ok: bool
@@ -166,11 +177,7 @@ class WebhookSender:
 
     def shown_url(self) -> str:
         """The receiver as logs and stats show it: scheme, host, port only."""
-        try:
-            parts = urlsplit(self._url)
-            return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/..."
-        except ValueError:
-            return "<unparseable>"
+        return shown_url(self._url)
 
     def send(self, body: str, idempotency_key: str, kind: str) -> SendResult:
         """POST ``body`` once; never raises for network or receiver trouble."""
