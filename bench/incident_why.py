@@ -10,7 +10,8 @@ detection's score, the tracker's raw id matched to it and the identity the rules
 ``TrackRelinker``). Read with the kinds of cause in mind: *detector* (no detection over the
 crossing), *tracker* (the id that crossed is not the one that started), *rule* (the rule's state),
 or *matcher* (the report exists and follows the object but was not paired). Frames come from the
-cache that ``bench_incidents.py`` fills (the same key), so this takes seconds.
+cache that ``bench_incidents.py`` fills (the same key), so this takes seconds; ``--tracker KEY=VALUE``
+replays with ``TrackerConfig`` overrides, as the bench takes them.
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", type=float, default=3.0, help="seconds shown before each case")
     parser.add_argument("--after", type=float, default=2.0, help="seconds shown after each case")
     parser.add_argument("--long-seconds", type=float, default=600.0)
+    parser.add_argument("--tracker", nargs="*", default=[], metavar="KEY=VALUE", help="TrackerConfig overrides")
     mine = parser.parse_args(argv)
     args = bi.parse_args(["--reuse-cache"])  # the bench's own settings: the same cache key
     for name, value in vars(mine).items():

@@ -19,8 +19,9 @@ is less sure of a thin cable than of a person. A new track is confirmed once mat
 rate), or at once when it is born in the tracker's first frame; one miss drops it. A confirmed track
 whose mask lies mostly (``duplicate_cover``) inside that of an older track shown in the same frame
 is a second report of that object: it is kept but not shown. A lost track whose box all but coincides
-(``duplicate_track_iou``) with a matched one's is the same object: the younger of the two goes. Ids
-start at 1 and are never reused, not even after ``reset``.
+(``duplicate_track_iou``) with a matched one's is the same object: the younger of the two goes; so
+are two tracks that hand one detection back and forth (``turn_taking_merge``). Ids start at 1 and are
+never reused, not even after ``reset``.
 """
 
 from __future__ import annotations
@@ -49,7 +50,20 @@ from trtseg.detections import Detections
 
 logger = logging.getLogger(__name__)
 
-_ARRAYS = ("ids", "class_ids", "hits", "confirmed", "tracked", "born", "last_seen", "mean", "cov", "mask_geometry")
+_ARRAYS = (
+    "ids",
+    "class_ids",
+    "hits",
+    "confirmed",
+    "tracked",
+    "born",
+    "last_seen",
+    "yielded_to",
+    "handovers",
+    "mean",
+    "cov",
+    "mask_geometry",
+)
 
 
 @dataclass(slots=True)
@@ -63,6 +77,10 @@ class _Tracks:
     tracked: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # matched at the last update
     born: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # tracker clock at the first match, s
     last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # tracker clock, s
+    # The id of the track that took this one's detection when this one went lost (0: none, or matched since),
+    # and how many times in a row the two have handed it over (see ObjectTracker._handovers).
+    yielded_to: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    handovers: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     mean: np.ndarray = field(default_factory=lambda: np.zeros((0, 8)))
     cov: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, 4)))  # see track_kalman
     mask_geometry: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))  # see track_match.similarity
@@ -189,7 +207,9 @@ class ObjectTracker:
         rows = np.concatenate([np.zeros(0, np.int64), *matched_rows]).astype(np.int64)
         cols = np.concatenate([np.zeros(0, np.int64), *matched_cols]).astype(np.int64)
 
+        turns = self._handovers(rows, cols, sim, threshold) if cfg.turn_taking_merge else []
         self._apply_matches(rows, cols, cand_boxes, class_ids, frame_masks)
+        rows = self._merge_turn_taking(rows, turns)
         rows = self._merge_duplicates(rows)
         starters = left[cand_scores[left] >= new_track_score[left]]
         # Duplicates are looked for among the classes a segmenter reports twice at times (cables).
@@ -302,18 +322,80 @@ class ObjectTracker:
                 continue
             used_m.add(i)
             used_l.add(j)
-            young, old = int(matched[i]), int(lost[j])
-            if (tr.born[old], tr.ids[old]) > (tr.born[young], tr.ids[young]):
-                tr.confirmed[old] = False  # the lost one is the younger: dropped at the end of the update
-                continue
-            for name in ("mean", "cov", "mask_geometry", "last_seen", "class_ids", "tracked"):
-                getattr(tr, name)[old] = getattr(tr, name)[young]
-            tr.hits[old] += 1
-            tr.masks[old] = tr.masks[young]
-            tr.tracked[young], tr.confirmed[young] = False, False
-            out[out == young] = old
-            logger.debug("duplicate track merged kept=%d dropped=%d", tr.ids[old], tr.ids[young])
+            self._merge(int(matched[i]), int(lost[j]), out)
         return out
+
+    def _handovers(
+        self, rows: np.ndarray, cols: np.ndarray, sim: np.ndarray, threshold: float
+    ) -> list[tuple[int, int]]:
+        """(taker, loser) rows of the tracks that take one detection in turns (``_merge_turn_taking``).
+
+        A handover: a lost confirmed track (the taker) is matched now to a detection that a confirmed
+        track matched at the last update and not now (the loser) could have taken (``sim`` at least
+        ``threshold``). Each loser is marked with its taker's id (``yielded_to``) and the number of
+        handovers between the two in a row (``handovers``: one more than the taker's when the taker
+        had yielded to the loser, else 1); every other matched track's mark is cleared. The pairs whose
+        count reaches ``turn_taking_merge`` are returned. Call before ``_apply_matches``: it needs who
+        was matched until now.
+        """
+        tr = self._tracks
+        matched = np.zeros(len(tr), bool)
+        matched[rows] = True
+        losers = np.flatnonzero(tr.tracked & tr.confirmed & ~matched)
+        takers = (tr.confirmed & ~tr.tracked)[rows]
+        handovers: list[tuple[int, int]] = []
+        if len(losers) and takers.any():
+            for taker, col in zip(rows[takers].tolist(), cols[takers].tolist(), strict=True):
+                handovers += [(taker, loser) for loser in losers[sim[losers, col] >= threshold].tolist()]
+        counts = [int(tr.handovers[t]) + 1 if tr.yielded_to[t] == tr.ids[lo] else 1 for t, lo in handovers]
+        tr.yielded_to[rows], tr.handovers[rows] = 0, 0
+        for (taker, loser), count in zip(handovers, counts, strict=True):
+            tr.yielded_to[loser], tr.handovers[loser] = tr.ids[taker], count
+        need = self.config.turn_taking_merge
+        return [pair for pair, count in zip(handovers, counts, strict=True) if count >= need]
+
+    def _merge_turn_taking(self, rows: np.ndarray, turns: list[tuple[int, int]]) -> np.ndarray:
+        """One track per object: two tracks that take one detection in turns are the same object.
+
+        A second box of one object (a walker's wider box for a frame or two) starts a second track; when
+        the object's box then swings (a walker's width with the stride), the predicted box of whichever
+        track is lost, its size frozen, fits some frames better than the matched one's, and the two take
+        the object's one detection in turns, both reporting what it does. Their boxes need not overlap
+        as much as ``duplicate_track_iou`` asks, but the turns give them away (``_handovers``): each
+        time, the track left unmatched is the one that just took the detection, and the taker has stayed
+        unmatched since it lost it. Two objects hand a detection over once when one hides the other and
+        their ids swap, and back once when the swap is put right; that is why ``turn_taking_merge``
+        handovers in a row (3 by default: the swap, its repair, and the swap again) are asked for. Of the
+        two the younger goes and the older keeps the object (its state from now), as in
+        ``_merge_duplicates``. ``rows``: the rows matched now; returns them with each taken-over row
+        replaced.
+        """
+        tr = self._tracks
+        out = rows.copy()
+        for taker, loser in turns:
+            if tr.confirmed[taker] and tr.confirmed[loser]:  # neither merged away already
+                self._merge(taker, loser, out)
+        return out
+
+    def _merge(self, matched: int, lost: int, rows: np.ndarray) -> None:
+        """Two tracks of one object (``matched`` now, ``lost``): the younger goes, the older keeps the object.
+
+        When the younger is the matched one, the older takes over its state, so the object keeps its
+        first id, and ``rows`` (the rows matched now) is changed in place to name the older.
+        """
+        tr = self._tracks
+        young, old = matched, lost
+        if (tr.born[old], tr.ids[old]) > (tr.born[young], tr.ids[young]):
+            tr.confirmed[old], tr.yielded_to[old] = False, 0  # the lost one is the younger: dropped at the end
+            logger.debug("duplicate track merged kept=%d dropped=%d", tr.ids[young], tr.ids[old])
+            return
+        for name in ("mean", "cov", "mask_geometry", "last_seen", "class_ids", "tracked", "yielded_to", "handovers"):
+            getattr(tr, name)[old] = getattr(tr, name)[young]
+        tr.hits[old] += 1
+        tr.masks[old] = tr.masks[young]
+        tr.tracked[young], tr.confirmed[young], tr.yielded_to[young] = False, False, 0
+        rows[rows == young] = old
+        logger.debug("duplicate track merged kept=%d dropped=%d", tr.ids[old], tr.ids[young])
 
     def _apply_matches(
         self, rows: np.ndarray, cols: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, frame_masks: FrameMasks
@@ -357,6 +439,8 @@ class ObjectTracker:
             tracked=np.ones(n, bool),
             born=np.full(n, self._clock),
             last_seen=np.full(n, self._clock),
+            yielded_to=np.zeros(n, np.int64),
+            handovers=np.zeros(n, np.int64),
             mean=mean,
             cov=cov,
             mask_geometry=frame_masks.geometry(cols, boxes[cols]),

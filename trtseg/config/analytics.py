@@ -189,6 +189,14 @@ class TrackerConfig(Section):
         description="A lost track whose box overlaps a matched track's of its class by at least this much is the "
         "same object (ByteTrack's duplicate removal): the younger goes, the older keeps the object. 1: off.",
     )
+    turn_taking_merge: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Two tracks that hand one detection back and forth this many times in a row are one object "
+        "(a second box of a walker started a second track): the younger goes, the older keeps the object. One "
+        "handover and its return is a swap in an occlusion, put right; 0: off.",
+    )
     probation_frames: int = Field(
         default=3, ge=1, le=100, description="Inferred frames a new track must be matched before it is confirmed."
     )
