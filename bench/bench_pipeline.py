@@ -147,6 +147,9 @@ def build_config(args: argparse.Namespace, workdir: Path, clip_dir: Path, namesp
     }
     if args.intra_op_threads:
         engine["intra_op_threads"] = args.intra_op_threads
+    for item in args.engine:
+        key, _, value = item.partition("=")
+        engine[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
     config = SystemConfig(
         cluster=ClusterConfig(
             namespace=namespace,
@@ -647,6 +650,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plot", default=None, help="PNG of throughput and latency vs cameras")
     parser.add_argument("--write", action="store_true", help="write the Pipeline section of docs/BENCHMARKS.md")
     parser.add_argument("--verbose", action="store_true", help="actor logs on the console")
+    parser.add_argument(
+        "--engine", nargs="*", default=[], metavar="KEY=VALUE", help="EngineConfig overrides (JSON values)"
+    )
     parser.add_argument(
         "--profile", default=None, help="directory: py-spy samples of the segmenters in each window (needs py-spy)"
     )

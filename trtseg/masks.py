@@ -213,9 +213,19 @@ class InstanceMasks:
         return InstanceMasks(self.frame_shape, self.rects, offsets, data)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Only the crops this object uses travel (a subset or one frame of a batch shares a larger buffer).
+        # Only the crops this object uses travel (a subset or one frame of a batch shares a larger
+        # buffer), eight pixels a byte: masks go from the segmenter to every camera's decoder and on
+        # to its pusher each inferred frame, and bool bytes made them most of that traffic.
         packed = self.compact()
-        return (InstanceMasks, (packed.frame_shape, packed.rects, packed.offsets, packed.data))
+        bits = np.packbits(packed.data.view(np.uint8))
+        return (_unpacked, (packed.frame_shape, packed.rects, packed.offsets, bits, int(packed.data.size)))
 
     def __repr__(self) -> str:
         return f"InstanceMasks(n={len(self)}, frame_shape={self.frame_shape}, nbytes={self.nbytes})"
+
+
+def _unpacked(
+    frame_shape: tuple[int, int], rects: np.ndarray, offsets: np.ndarray, bits: np.ndarray, size: int
+) -> InstanceMasks:
+    """``InstanceMasks.__reduce__``'s other half: the bit-packed buffer back to one bool per pixel."""
+    return InstanceMasks(frame_shape, rects, offsets, np.unpackbits(bits, count=size).view(bool))

@@ -23,7 +23,7 @@ import numpy as np
 
 from engines.base import EngineError
 from engines.engine import SegmentationEngine, StageTimings
-from engines.gpu.memory import to_cupy
+from engines.gpu.memory import CudaPageLocker, GpuContext, to_cupy
 from engines.gpu.postprocess import GpuPostprocess
 from engines.gpu.preprocess import GpuLetterbox, Staged
 from trtseg.config import EngineConfig
@@ -285,3 +285,19 @@ def create_engine(config: EngineConfig) -> SegmentationEngine:
     if config.backend in GPU_BACKENDS:
         return GpuSegmentationEngine(config)
     return SegmentationEngine(config)
+
+
+def load_engine(config: EngineConfig) -> tuple[SegmentationEngine, CudaPageLocker | None]:
+    """The loaded engine of a segmentation service, warmed up when asked, and the locker that
+    page-locks the decoders' rings for a GPU engine (pictures then upload with no host copy)."""
+    engine = create_engine(config).load()
+    if config.warmup_frame is not None:
+        started = time.perf_counter()
+        sizes = engine.warmup(tuple(config.warmup_frame))  # type: ignore[arg-type]
+        logger.info(
+            "segmenter warmed up",
+            extra={"batch_sizes": sizes, "seconds": round(time.perf_counter() - started, 2)},
+        )
+    context = getattr(engine.backend, "context", None)
+    locker = CudaPageLocker(context.cp, context.index) if isinstance(context, GpuContext) else None
+    return engine, locker

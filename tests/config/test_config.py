@@ -76,6 +76,10 @@ BAD_FILES = {
         "min_hits (5) cannot exceed window (3)",
     ),
     "bad database": ("sink:\n  database_url: postgres://h/db\n", "sink.database_url: database_url must start with"),
+    "zero switch interval": (
+        "engine:\n  switch_interval_ms: 0\n",
+        "engine.switch_interval_ms: Input should be greater than 0",
+    ),
     "bad profile": ("engine:\n  batch_size: 8\n  profile_batch: [1, 4, 4]\n", "profile_batch max (4) is below"),
     "region too short": (
         "cameras:\n  - id: a\n    source: rtsp://h/s\n    events: {region: {points: [[0, 0], [1, 1]]}}\n",

@@ -78,6 +78,13 @@ class EngineConfig(Section):
         default=None,
         description="TensorRT timing cache file (loaded and saved by engine builds); empty: one per GPU in cache_dir.",
     )
+    switch_interval_ms: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=100.0,
+        description="Python's GIL switch interval in the segmentation process (sys.setswitchinterval); empty: "
+        "Python's 5 ms. Its many per-camera channel threads each wait for the GIL while a batch thread holds it.",
+    )
 
     @model_validator(mode="after")
     def _profile_fits_batch(self) -> EngineConfig:
