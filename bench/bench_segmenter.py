@@ -119,6 +119,39 @@ def client_main(cameras: list[str], address: str, args: dict[str, Any], results:
     results.put(out)
 
 
+def _key(image: np.ndarray) -> bytes:
+    """A sparse sample of a picture's pixels: enough to tell the rendered frames apart."""
+    return np.ascontiguousarray(image[::29, ::31]).tobytes()
+
+
+class ReplayEngine:
+    """The real engine's answers for these frames, handed back after ``batch_ms`` of sleep (the GIL
+    released, as a GPU batch leaves it): the service's own host cost per frame, whatever the engine."""
+
+    def __init__(self, engine: Any, frames: list[np.ndarray], batch_ms: float, concurrent_batches: int) -> None:
+        from engines.engine import StageTimings
+
+        self._engine = engine
+        answers = engine.predict(frames)
+        self._by_key = {_key(image): answer for image, answer in zip(frames, answers, strict=True)}
+        if len(self._by_key) != len(frames):
+            raise ValueError("two replayed frames look alike: render distinct frames")
+        self._batch_s = batch_ms / 1000.0
+        self._timings = StageTimings
+        self.total_timings = StageTimings()
+        self.max_batch = engine.max_batch
+        self.concurrent_batches = concurrent_batches
+        self.backend, self.config, self.names = engine.backend, engine.config, engine.names
+
+    def predict(self, images: list[np.ndarray], *args: Any, **kwargs: Any) -> list[Any]:
+        started = time.perf_counter()
+        time.sleep(self._batch_s)
+        out = [self._by_key[_key(image)] for image in images]  # a ring slot holds a copy of one frame
+        elapsed_ms = 1000 * (time.perf_counter() - started)
+        self.total_timings.add(self._timings(infer_ms=elapsed_ms, frames=len(images), batches=1))
+        return out
+
+
 def engine_alone(engine: Any, frames: list[np.ndarray], batch: int, seconds: float, locker: Any) -> dict[str, Any]:
     """Frames/s of ``engine.predict`` on full batches, from ordinary and (with a locker) page-locked memory."""
     images = [frames[i % len(frames)] for i in range(batch)]
@@ -176,6 +209,8 @@ async def serve_and_measure(args: argparse.Namespace) -> dict[str, Any]:
     frames = scenes(args.distinct_frames, args.size)
     alone = engine_alone(engine, frames, min(args.batch_size, engine.max_batch), args.engine_seconds, locker)
     logger.info("engine alone %s", alone)
+    if args.replay_ms is not None:
+        engine = ReplayEngine(engine, frames, args.replay_ms, args.replay_concurrency)
     service = SegmentationService(engine, config, "bench", locker)
     address = service.listen()
     start = time.time() + args.ramp + args.warmup
@@ -208,7 +243,7 @@ async def serve_and_measure(args: argparse.Namespace) -> dict[str, Any]:
         per_camera.update(await asyncio.get_running_loop().run_in_executor(None, results.get, True, 120))
     for proc in clients:
         proc.join(timeout=30)
-    profile = finish_profile(spy, args.profile) if spy else None
+    profile = finish_profile(spy) if spy else None
     await service.close()
     wall = t1 - t0
     answered = sum(c["answered"] for c in per_camera.values())
@@ -252,7 +287,7 @@ def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def start_profile(directory: str, seconds: float, label: str, gil: bool) -> subprocess.Popen[bytes] | None:
+def start_profile(directory: str, seconds: float, label: str, gil: bool) -> tuple[subprocess.Popen[bytes], Path] | None:
     import shutil
 
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
@@ -263,17 +298,17 @@ def start_profile(directory: str, seconds: float, label: str, gil: bool) -> subp
     out = Path(directory) / f"{label}.txt"
     cmd = [spy, "record", "--pid", str(os.getpid()), "--duration", str(max(1, int(seconds))), "--rate", "200"]
     cmd += ["--format", "raw", "--threads", "--nonblocking", "--output", str(out), *(["--gil"] if gil else [])]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out
 
 
-def finish_profile(proc: subprocess.Popen[bytes], directory: str) -> dict[str, Any] | None:
+def finish_profile(spy: tuple[subprocess.Popen[bytes], Path]) -> dict[str, Any] | None:
+    proc, out = spy
     _, err = proc.communicate(timeout=120)
-    files = sorted(Path(directory).glob("service-*.txt"))
-    if proc.returncode or not files:
+    if proc.returncode or not out.exists():
         logger.warning("py-spy failed rc=%s error=%s", proc.returncode, err.decode(errors="replace")[-300:])
         return None
-    summary = summarise(parse(files[-1].read_text(errors="replace").splitlines()), 30)
-    sys.stdout.write(render(files[-1].name, summary) + "\n")
+    summary = summarise(parse(out.read_text(errors="replace").splitlines()), 30)
+    sys.stdout.write(render(out.name, summary) + "\n")
     return summary
 
 
@@ -295,6 +330,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--engine", nargs="*", default=[], metavar="KEY=VALUE", help="EngineConfig overrides")
+    parser.add_argument(
+        "--replay-ms", type=float, default=None, help="replace the engine by its answers after this sleep per batch"
+    )
+    parser.add_argument("--replay-concurrency", type=int, default=2, help="batches the replay engine takes at once")
     parser.add_argument("--profile", default=None, help="directory for py-spy samples of this process")
     parser.add_argument("--profile-gil", action="store_true", help="sample only the thread holding the GIL")
     parser.add_argument("--out", default=str(ROOT / "var" / "bench" / "segmenter.json"))
