@@ -1,7 +1,7 @@
 // The incident detail's overlays: the rule's zone or line and the tracked object's mask outline, drawn on a
 // canvas over the clip in step with its playback, and the zone over the key frame. The outline track comes
 // from GET incidents/{id}/track (capture times of every sample) and the clip's start from
-// GET incidents/{id}/clip/info: video time = capture time - start_ts. Loaded before app.js, whose helpers
+// GET incidents/{id}/clip/info: video time = capture time - start_ts. Loaded after common.js, whose helpers
 // (api, enc) it uses only when called.
 "use strict";
 

@@ -1,6 +1,6 @@
 // The zone editor's rule escalation and the camera's tracker settings: form <-> the analytics section that
 // PUT cameras/{id}/analytics saves, and the API's 422 messages placed next to the field they name. Loaded
-// before app.js, whose helpers ($, el, editor) it uses only when called.
+// after common.js; its helpers ($, el) and zones.js's editor are used only when called.
 "use strict";
 
 // Tracker fields shown in the form: [name, kind]. Others (per-class scores) are kept as loaded.

@@ -20,8 +20,8 @@ rate), or at once when it is born in the tracker's first frame; one miss drops i
 whose mask lies mostly (``duplicate_cover``) inside that of an older track shown in the same frame
 is a second report of that object: it is kept but not shown. A lost track whose box all but coincides
 (``duplicate_track_iou``) with a matched one's is the same object: the younger of the two goes; so
-are two tracks that hand one detection back and forth (``turn_taking_merge``). Ids start at 1 and are
-never reused, not even after ``reset``.
+are two tracks that hand one detection back and forth (``turn_taking_merge``); both merges are in
+``track_merge``. Ids start at 1 and are never reused, not even after ``reset``.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from trtseg.analytics.track_match import (
     FrameMasks,
     TrackMask,
     assign,
-    box_iou,
     second_sighting,
     similarity,
     suppress,
 )
+from trtseg.analytics.track_merge import merge_duplicates, merge_turn_taking, record_handovers
 from trtseg.config.analytics import TrackerConfig
 from trtseg.detections import Detections
 
@@ -78,7 +78,7 @@ class _Tracks:
     born: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # tracker clock at the first match, s
     last_seen: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # tracker clock, s
     # The id of the track that took this one's detection when this one went lost (0: none, or matched since),
-    # and how many times in a row the two have handed it over (see ObjectTracker._handovers).
+    # and how many times in a row the two have handed it over (see track_merge.record_handovers).
     yielded_to: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     handovers: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     mean: np.ndarray = field(default_factory=lambda: np.zeros((0, 8)))
@@ -207,10 +207,12 @@ class ObjectTracker:
         rows = np.concatenate([np.zeros(0, np.int64), *matched_rows]).astype(np.int64)
         cols = np.concatenate([np.zeros(0, np.int64), *matched_cols]).astype(np.int64)
 
-        turns = self._handovers(rows, cols, sim, threshold) if cfg.turn_taking_merge else []
+        turns: list[tuple[int, int]] = []
+        if cfg.turn_taking_merge:  # who was matched until now is needed: before the matches are applied
+            turns = record_handovers(tr, rows, cols, sim, threshold, cfg.turn_taking_merge)
         self._apply_matches(rows, cols, cand_boxes, class_ids, frame_masks)
-        rows = self._merge_turn_taking(rows, turns)
-        rows = self._merge_duplicates(rows)
+        rows = merge_turn_taking(tr, rows, turns)
+        rows = merge_duplicates(tr, rows, cfg.duplicate_track_iou)
         starters = left[cand_scores[left] >= new_track_score[left]]
         # Duplicates are looked for among the classes a segmenter reports twice at times (cables).
         if cfg.duplicate_iou < 1.0 and frame_masks.present and doubled[starters].any():
@@ -289,113 +291,6 @@ class ObjectTracker:
         self._removed = tuple(int(i) for i in tr.ids[gone & tr.confirmed])
         if gone.any():
             tr.keep(~gone)
-
-    def _merge_duplicates(self, rows: np.ndarray) -> np.ndarray:
-        """One track per object: a lost track whose box all but coincides with a matched one's is the same object.
-
-        A second box of one object (a cable reported twice, a walker's partial box) starts a second
-        track; the two then take the object's single detection in turns, and its identity flickers
-        between them. As ByteTrack's
-        ``remove_duplicate_stracks`` does, of a matched and a lost confirmed track of one class whose
-        boxes overlap by ``duplicate_track_iou`` the younger goes; when the younger is the matched one,
-        the older takes over its state, so the object keeps its first id. ``rows``: the rows matched
-        now; returns them with each taken-over row replaced by the row that took it over.
-        """
-        cfg, tr = self.config, self._tracks
-        if cfg.duplicate_track_iou >= 1.0 or len(rows) == 0:
-            return rows
-        lost = np.flatnonzero(tr.confirmed & ~tr.tracked)
-        matched = rows[tr.confirmed[rows]]
-        if len(lost) == 0 or len(matched) == 0:
-            return rows
-        iou = box_iou(kalman.to_xyxy(tr.mean[matched]), kalman.to_xyxy(tr.mean[lost]))
-        iou[tr.class_ids[matched][:, None] != tr.class_ids[lost][None, :]] = 0.0
-        if not (iou >= cfg.duplicate_track_iou).any():
-            return rows
-        out = rows.copy()
-        used_m, used_l = set(), set()
-        for flat in np.argsort(-iou, axis=None).tolist():
-            i, j = divmod(flat, len(lost))
-            if iou[i, j] < cfg.duplicate_track_iou:
-                break
-            if i in used_m or j in used_l:
-                continue
-            used_m.add(i)
-            used_l.add(j)
-            self._merge(int(matched[i]), int(lost[j]), out)
-        return out
-
-    def _handovers(
-        self, rows: np.ndarray, cols: np.ndarray, sim: np.ndarray, threshold: float
-    ) -> list[tuple[int, int]]:
-        """(taker, loser) rows of the tracks that take one detection in turns (``_merge_turn_taking``).
-
-        A handover: a lost confirmed track (the taker) is matched now to a detection that a confirmed
-        track matched at the last update and not now (the loser) could have taken (``sim`` at least
-        ``threshold``). Each loser is marked with its taker's id (``yielded_to``) and the number of
-        handovers between the two in a row (``handovers``: one more than the taker's when the taker
-        had yielded to the loser, else 1); every other matched track's mark is cleared. The pairs whose
-        count reaches ``turn_taking_merge`` are returned. Call before ``_apply_matches``: it needs who
-        was matched until now.
-        """
-        tr = self._tracks
-        matched = np.zeros(len(tr), bool)
-        matched[rows] = True
-        losers = np.flatnonzero(tr.tracked & tr.confirmed & ~matched)
-        takers = (tr.confirmed & ~tr.tracked)[rows]
-        handovers: list[tuple[int, int]] = []
-        if len(losers) and takers.any():
-            for taker, col in zip(rows[takers].tolist(), cols[takers].tolist(), strict=True):
-                handovers += [(taker, loser) for loser in losers[sim[losers, col] >= threshold].tolist()]
-        counts = [int(tr.handovers[t]) + 1 if tr.yielded_to[t] == tr.ids[lo] else 1 for t, lo in handovers]
-        tr.yielded_to[rows], tr.handovers[rows] = 0, 0
-        for (taker, loser), count in zip(handovers, counts, strict=True):
-            tr.yielded_to[loser], tr.handovers[loser] = tr.ids[taker], count
-        need = self.config.turn_taking_merge
-        return [pair for pair, count in zip(handovers, counts, strict=True) if count >= need]
-
-    def _merge_turn_taking(self, rows: np.ndarray, turns: list[tuple[int, int]]) -> np.ndarray:
-        """One track per object: two tracks that take one detection in turns are the same object.
-
-        A second box of one object (a walker's wider box for a frame or two) starts a second track; when
-        the object's box then swings (a walker's width with the stride), the predicted box of whichever
-        track is lost, its size frozen, fits some frames better than the matched one's, and the two take
-        the object's one detection in turns, both reporting what it does. Their boxes need not overlap
-        as much as ``duplicate_track_iou`` asks, but the turns give them away (``_handovers``): each
-        time, the track left unmatched is the one that just took the detection, and the taker has stayed
-        unmatched since it lost it. Two objects hand a detection over once when one hides the other and
-        their ids swap, and back once when the swap is put right; that is why ``turn_taking_merge``
-        handovers in a row (3 by default: the swap, its repair, and the swap again) are asked for. Of the
-        two the younger goes and the older keeps the object (its state from now), as in
-        ``_merge_duplicates``. ``rows``: the rows matched now; returns them with each taken-over row
-        replaced.
-        """
-        tr = self._tracks
-        out = rows.copy()
-        for taker, loser in turns:
-            if tr.confirmed[taker] and tr.confirmed[loser]:  # neither merged away already
-                self._merge(taker, loser, out)
-        return out
-
-    def _merge(self, matched: int, lost: int, rows: np.ndarray) -> None:
-        """Two tracks of one object (``matched`` now, ``lost``): the younger goes, the older keeps the object.
-
-        When the younger is the matched one, the older takes over its state, so the object keeps its
-        first id, and ``rows`` (the rows matched now) is changed in place to name the older.
-        """
-        tr = self._tracks
-        young, old = matched, lost
-        if (tr.born[old], tr.ids[old]) > (tr.born[young], tr.ids[young]):
-            tr.confirmed[old], tr.yielded_to[old] = False, 0  # the lost one is the younger: dropped at the end
-            logger.debug("duplicate track merged kept=%d dropped=%d", tr.ids[young], tr.ids[old])
-            return
-        for name in ("mean", "cov", "mask_geometry", "last_seen", "class_ids", "tracked", "yielded_to", "handovers"):
-            getattr(tr, name)[old] = getattr(tr, name)[young]
-        tr.hits[old] += 1
-        tr.masks[old] = tr.masks[young]
-        tr.tracked[young], tr.confirmed[young], tr.yielded_to[young] = False, False, 0
-        rows[rows == young] = old
-        logger.debug("duplicate track merged kept=%d dropped=%d", tr.ids[old], tr.ids[young])
 
     def _apply_matches(
         self, rows: np.ndarray, cols: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, frame_masks: FrameMasks
