@@ -7,6 +7,7 @@ classes can call these helpers without a cluster.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -82,13 +83,20 @@ _DEFINITIONS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = 
 }
 
 
-def _in_ray_worker() -> bool:
+@functools.cache
+def _ray_module() -> Any | None:
+    """Ray, or None where it is not installed: asked once, not on every figure (a failed import
+    searches the whole path each time)."""
     try:
         import ray
-
-        return bool(ray.is_initialized())
     except ImportError:
-        return False
+        return None
+    return ray
+
+
+def _in_ray_worker() -> bool:
+    ray = _ray_module()
+    return ray is not None and bool(ray.is_initialized())
 
 
 def _metric(name: str) -> Any | None:
