@@ -38,12 +38,15 @@ from bench.common import (
     REALTIME_P99_LIMIT_MS,
     ROOT,
     CpuMeter,
+    batch_window,
     bucket_delta,
     bucket_quantile,
     camera_counts,
     children_named,
+    delta,
     free_port,
     histogram,
+    key_values,
     machine_cpu_percent,
     machine_info,
     make_clips,
@@ -51,9 +54,11 @@ from bench.common import (
     plot_steps,
     scrape,
     share_above,
+    stage_window,
     write_doc_section,
     write_json,
 )
+from bench.profile_stacks import record
 
 logger = logging.getLogger("bench_pipeline")
 
@@ -147,9 +152,7 @@ def build_config(args: argparse.Namespace, workdir: Path, clip_dir: Path, namesp
     }
     if args.intra_op_threads:
         engine["intra_op_threads"] = args.intra_op_threads
-    for item in args.engine:
-        key, _, value = item.partition("=")
-        engine[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
+    engine.update(key_values(args.engine, "--engine"))
     config = SystemConfig(
         cluster=ClusterConfig(
             namespace=namespace,
@@ -238,49 +241,24 @@ def segmenter_batching(system: LocalSystem) -> dict[str, dict[str, Any]]:
     }
 
 
-def engine_window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
-    """The engine's own milliseconds per batch in the window (pre, network, post), to set beside the
-    batch's time in the actor: the difference is the actor's host side (gathering, hand-back)."""
-    batches = _delta(after, before, "batches")
-    if not batches:
-        return {}
-    return {
-        f"{stage}_per_batch": round(_delta(after, before, stage) / batches, 2)
-        for stage in ("pre_ms", "infer_ms", "post_ms")
-    }
-
-
 def start_profiles(pids: list[int], seconds: float, out_dir: Path, label: str) -> list[subprocess.Popen[bytes]]:
-    """py-spy samples each segmenter process over the window (raw collapsed stacks, threads apart,
-    without pausing it): where a batch's host time goes, read later with ``bench/profile_stacks.py``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
-    if spy is None:
+    """py-spy samples of each segmenter process over the window: where a batch's host time goes,
+    read later with ``bench/profile_stacks.py``."""
+    procs = [record(pid, seconds, out_dir / f"{label}-{pid}.txt") for pid in pids]
+    if pids and procs[0] is None:
         logger.warning("--profile asked for, but py-spy is not on PATH")
-        return []
-    procs = []
-    for pid in pids:
-        cmd = [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200"]
-        cmd += ["--format", "raw", "--threads", "--nonblocking", "--output", str(out_dir / f"{label}-{pid}.txt")]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-    return procs
+    return [proc for proc in procs if proc is not None]
 
 
 def batching_window(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Batches of the window, per segmenter: how many, mean size and mean time (from cumulative counters)."""
+    """Batches of the window, per segmenter: how many, mean size and time, the engine's stages."""
     out: dict[str, Any] = {}
     for key, end in after.items():
         start = before.get(key, {})
-        batches = _delta(end, start, "batches")
-        busy_ms = float(end.get("mean_batch_ms", 0)) * float(end.get("batches", 0)) - float(
-            start.get("mean_batch_ms", 0)
-        ) * float(start.get("batches", 0))
         out[key] = {
-            "batches": batches,
-            "mean_batch_size": round(_delta(end, start, "items") / batches, 2) if batches else 0.0,
-            "mean_batch_ms": round(busy_ms / batches, 2) if batches else 0.0,
+            **batch_window(start, end),
             "queue_depth_end": end.get("queue_depth"),
-            "engine": engine_window(start.get("engine", {}), end.get("engine", {})),
+            "engine": stage_window(start.get("engine", {}), end.get("engine", {})),
         }
     return out
 
@@ -317,10 +295,6 @@ def measure(
     return {**summarise(per_camera, wall, meter, busy, p99_limit_ms), "segmenter_batching": batching}
 
 
-def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float:
-    return float(after.get(key, 0) or 0) - float(before.get(key, 0) or 0)
-
-
 def camera_figures(
     cid: str, before: dict[str, Any], after: dict[str, Any], wall: float, meter: CpuMeter
 ) -> dict[str, Any]:
@@ -332,34 +306,34 @@ def camera_figures(
     if dec0.get("stats_at") and dec1.get("stats_at"):
         wall = float(dec1["stats_at"]) - float(dec0["stats_at"])
     # The clip's reopen when it loops is a gap no live camera has: its time is not expected to carry frames.
-    loop_gap = max(0.0, _delta(dec1, dec0, "loop_gap_s"))
+    loop_gap = max(0.0, delta(dec1, dec0, "loop_gap_s"))
     expected = fps * max(wall - loop_gap, 0.0)
-    frames_out = _delta(out1, out0, "frames")  # annotated frames handed to the pusher
+    frames_out = delta(out1, out0, "frames")  # annotated frames handed to the pusher
     push0, push1 = out0.get("push", {}), out1.get("push", {})
     encoding = push1.get("state") not in (None, "disabled", "waiting", "idle", "off")  # idle, off: push_mode
     # Distinct pictures written to the encoder (its gap-filling repeats are counted apart, as
     # duplicates); with push 'none', the frames handed to the pusher.
-    streamed = _delta(push1, push0, "frames_written") if encoding else frames_out
+    streamed = delta(push1, push0, "frames_written") if encoding else frames_out
     buckets = bucket_delta(after["latency"].get(cid, {}), before["latency"].get(cid))
     frame_bytes = int(dec1.get("width", 0)) * int(dec1.get("height", 0)) * 3
-    submitted = _delta(dec1, dec0, "submitted")
+    submitted = delta(dec1, dec0, "submitted")
     return {
         "camera_id": cid,
         "state": dec1.get("state"),
         "source_fps": fps,
         "frames_expected": round(expected, 1),
         "loop_gap_s": round(loop_gap, 3),
-        "frames_in": _delta(dec1, dec0, "frames"),
+        "frames_in": delta(dec1, dec0, "frames"),
         "frames_submitted": submitted,
         "frames_out": frames_out,
         "frames_streamed": streamed,
-        "push_duplicates": _delta(push1, push0, "duplicates"),
-        "decoder_drops": _delta(dec1, dec0, "drops"),
-        "push_drops": _delta(push1, push0, "drops"),
+        "push_duplicates": delta(push1, push0, "duplicates"),
+        "decoder_drops": delta(dec1, dec0, "drops"),
+        "push_drops": delta(push1, push0, "drops"),
         "drop_rate": max(0.0, 1.0 - streamed / expected) if expected > 0 else None,
         "fps_out": streamed / wall,
-        "inference_fps": _delta(out1, out0, "inferred") / wall,
-        "infer_errors": _delta(out1, out0, "infer_errors"),
+        "inference_fps": delta(out1, out0, "inferred") / wall,
+        "infer_errors": delta(out1, out0, "infer_errors"),
         "latency_samples": buckets.get(math.inf, 0.0),
         "latency_p50_ms": bucket_quantile(buckets, 0.50),
         "latency_p99_ms": bucket_quantile(buckets, 0.99),
@@ -370,16 +344,16 @@ def camera_figures(
         "frame_bytes": frame_bytes,
         "object_store_mb_s": submitted * frame_bytes / wall / 1e6,
         "analytics_ms_per_frame": _analytics_ms(out0.get("analytics", {}), out1.get("analytics", {})),
-        "incident_records": _delta(out1, out0, "incidents"),
+        "incident_records": delta(out1, out0, "incidents"),
     }
 
 
 def _analytics_ms(before: dict[str, Any], after: dict[str, Any]) -> float | None:
     """Tracker plus rules time per analysed frame over the window (None without analytics stats)."""
-    frames = _delta(after, before, "frames")
+    frames = delta(after, before, "frames")
     if frames <= 0:
         return None
-    return (_delta(after, before, "tracker_ms_total") + _delta(after, before, "rules_ms_total")) / frames
+    return (delta(after, before, "tracker_ms_total") + delta(after, before, "rules_ms_total")) / frames
 
 
 def _mean(values: list[Any]) -> float | None:

@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, machine_info, write_json
-from bench.profile_stacks import parse, render, summarise
+from bench.common import ROOT, batch_window, key_values, machine_info, stage_window, write_json
+from bench.profile_stacks import parse, record, render, summarise
 
 logger = logging.getLogger("bench_segmenter")
 
@@ -173,26 +173,6 @@ def engine_alone(engine: Any, frames: list[np.ndarray], batch: int, seconds: flo
     return out
 
 
-def stage_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
-    batches = after.get("batches", 0) - before.get("batches", 0)
-    if not batches:
-        return {}
-    return {
-        f"{stage}_per_batch": round((after[stage] - before[stage]) / batches, 2)
-        for stage in ("pre_ms", "infer_ms", "post_ms")
-    }
-
-
-def batching_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    batches = after["batches"] - before["batches"]
-    busy = after["mean_batch_ms"] * after["batches"] - before["mean_batch_ms"] * before["batches"]
-    return {
-        "batches": batches,
-        "mean_batch_size": round((after["items"] - before["items"]) / batches, 2) if batches else 0.0,
-        "mean_batch_ms": round(busy / batches, 2) if batches else 0.0,
-    }
-
-
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
@@ -248,7 +228,7 @@ async def serve_and_measure(args: argparse.Namespace) -> dict[str, Any]:
     wall = t1 - t0
     answered = sum(c["answered"] for c in per_camera.values())
     latencies = [x for c in per_camera.values() for x in c["latencies"]]
-    batching = batching_delta(stats0["batching"], stats1["batching"])
+    batching = batch_window(stats0["batching"], stats1["batching"])
     report = {
         "cameras": args.cameras,
         "fps_per_camera": args.fps,
@@ -262,7 +242,7 @@ async def serve_and_measure(args: argparse.Namespace) -> dict[str, Any]:
         "errors": sum(c["errors"] for c in per_camera.values()),
         "latency_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99)},
         "batching": batching,
-        "engine_in_service": stage_delta(stats0["engine"], stats1["engine"]),
+        "engine_in_service": stage_window(stats0["engine"], stats1["engine"]),
         "engine_alone": alone,
         "service_cores": round(((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall, 2),
         "profile": profile,
@@ -281,24 +261,16 @@ def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "warmup_frame": (args.size[1], args.size[0]),
     }
-    for item in args.engine:
-        key, _, value = item.partition("=")
-        settings[key] = json.loads(value) if value[:1] in "0123456789-[{tfn" else value
-    return settings
+    return {**settings, **key_values(args.engine, "--engine")}
 
 
 def start_profile(directory: str, seconds: float, label: str, gil: bool) -> tuple[subprocess.Popen[bytes], Path] | None:
-    import shutil
-
-    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
-    if spy is None:
+    out = Path(directory) / f"{label}.txt"
+    proc = record(os.getpid(), seconds, out, gil)
+    if proc is None:
         logger.warning("--profile asked for, but py-spy is not on PATH")
         return None
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    out = Path(directory) / f"{label}.txt"
-    cmd = [spy, "record", "--pid", str(os.getpid()), "--duration", str(max(1, int(seconds))), "--rate", "200"]
-    cmd += ["--format", "raw", "--threads", "--nonblocking", "--output", str(out), *(["--gil"] if gil else [])]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), out
+    return proc, out
 
 
 def finish_profile(spy: tuple[subprocess.Popen[bytes], Path]) -> dict[str, Any] | None:

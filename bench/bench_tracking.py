@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import tracking_cache as cache
 from bench import tracking_metrics
-from bench.common import ROOT, machine_info, write_json
+from bench.common import ROOT, key_values, machine_info, write_json
 from bench.tracking_metrics import FrameTracks, score
 from bench.tracking_peer import DEFAULT_REF_PYTHON, Peer, read_peer
 from bench.tracking_report import goal_check, markdown, summary
@@ -55,17 +55,9 @@ def build_sequence(scenario: str, seed: int, seconds: float, size: tuple[int, in
 
 def tracker_config(overrides: list[str] | None = None) -> Any:
     """trtseg's TrackerConfig: the defaults, with ``key=value`` overrides (validated as a config file is)."""
-    import yaml
-
     from trtseg.config.analytics import TrackerConfig
 
-    values = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--tracker takes key=value, got '{item}'")
-        values[key.strip()] = yaml.safe_load(value)
-    return TrackerConfig(**values)
+    return TrackerConfig(**key_values(overrides, "--tracker"))
 
 
 class Resources:

@@ -293,3 +293,45 @@ def plot_steps(reports: dict[str, dict[str, Any]], path: Path, title: str) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def key_values(items: Sequence[str] | None, option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` overrides from the command line, each value read as YAML (numbers, booleans,
+    lists), as a configuration file would give it."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"{option} takes KEY=VALUE, got '{item}'")
+        values[key.strip()] = yaml.safe_load(value)
+    return values
+
+
+def delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float:
+    """How much a cumulative figure grew between two readings (a missing one counts as 0)."""
+    return float(after.get(key, 0) or 0) - float(before.get(key, 0) or 0)
+
+
+def batch_window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """A segmenter's batches between two readings of its cumulative batching figures."""
+    batches = delta(after, before, "batches")
+    busy_ms = float(after.get("mean_batch_ms", 0)) * float(after.get("batches", 0)) - float(
+        before.get("mean_batch_ms", 0)
+    ) * float(before.get("batches", 0))
+    return {
+        "batches": batches,
+        "mean_batch_size": round(delta(after, before, "items") / batches, 2) if batches else 0.0,
+        "mean_batch_ms": round(busy_ms / batches, 2) if batches else 0.0,
+    }
+
+
+def stage_window(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """The engine's own milliseconds per batch between two readings (pre, network, post), to set
+    beside the batch's time in the segmenter: the difference is the segmenter's host side."""
+    batches = delta(after, before, "batches")
+    if not batches:
+        return {}
+    stages = ("pre_ms", "infer_ms", "post_ms")
+    return {f"{stage}_per_batch": round(delta(after, before, stage) / batches, 2) for stage in stages}

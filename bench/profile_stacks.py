@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -22,6 +24,18 @@ from typing import Any
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 THREAD_ID = re.compile(r"0x[0-9a-fA-F]+|[0-9a-f]{8,}|\d{3,}")
 THREAD_FRAME = re.compile(r"^(thread \(|process \d)")
+
+
+def record(pid: int, seconds: float, out: Path, gil: bool = False) -> subprocess.Popen[bytes] | None:
+    """py-spy samples process ``pid`` for ``seconds`` into ``out`` (raw collapsed stacks, threads
+    apart, without pausing it; ``gil``: only the thread holding the GIL); None without py-spy."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200"]
+    cmd += ["--format", "raw", "--threads", "--nonblocking", "--output", str(out), *(["--gil"] if gil else [])]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def short_file(path: str) -> str:
