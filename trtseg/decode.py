@@ -37,6 +37,9 @@ DEFAULT_FPS = 25.0
 # ArgumentError; naming the missing one made every decode error end the session instead.)
 _EINVAL = tuple(getattr(av.error, name) for name in ("ArgumentError", "ValueError") if hasattr(av.error, name))
 CORRUPT_PACKET: tuple[type[BaseException], ...] = (av.error.InvalidDataError, *_EINVAL)
+# Damaged packets in a row, no frame between them, that end the session: a stream reopened in the
+# middle of a GOP, or one whose parameter sets never came, heals only by reconnecting.
+CORRUPT_RUN_LIMIT = 50
 __all__ = ["DEFAULT_FPS", "STATES", "CameraDecoder", "PacketTap", "RateMeter", "StreamRefused"]
 
 
@@ -270,6 +273,7 @@ class CameraDecoder:
             if tap is not None:
                 self._tapped(tap.begin_session, stream)
             pace_origin: tuple[float, float] | None = None
+            corrupt_run = 0
             for packet in container.demux(stream):
                 if self._stop.is_set():
                     raise _Stop
@@ -280,7 +284,12 @@ class CameraDecoder:
                 except CORRUPT_PACKET as exc:
                     self._corrupt += 1
                     self._last_error = redact_text(f"corrupt packet: {exc}")
+                    corrupt_run += 1
+                    if corrupt_run >= CORRUPT_RUN_LIMIT:
+                        raise av.error.InvalidDataError(0, f"{corrupt_run} damaged packets in a row") from exc
                     continue
+                if frames:
+                    corrupt_run = 0
                 for video_frame in frames:
                     raw_pts = self._raw_pts(video_frame, stream.time_base)
                     pts = self._monotonic_pts(raw_pts)

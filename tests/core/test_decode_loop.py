@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 
 from tests.core.nvdec_media import encode
@@ -123,3 +124,31 @@ def test_a_refused_stream_fails_the_camera_at_once(clip: Path) -> None:
         decoder.stop()
     assert stats["state"] == "failed" and stats["reconnects"] == 0 and stats["frames"] == 0
     assert stats["last_error"] == "decoder 'nvdec' cannot decode this camera's h264 video"
+
+
+class Damaged(CameraDecoder):
+    """Every packet fails to decode, as a stream reopened mid-GOP without its parameter sets."""
+
+    def _decode_packet(self, packet: Any) -> list[Any]:
+        if packet.size:
+            raise av.error.InvalidDataError(0, "no parameter sets")
+        return []
+
+
+def test_a_run_of_damaged_packets_ends_the_session(clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trtseg.decode as decode
+
+    monkeypatch.setattr(decode, "CORRUPT_RUN_LIMIT", 5)
+    camera = CameraConfig(id="c", source=clip.name, loop=True, reconnect_backoff_s=0.1)
+    decoder = Damaged(camera, file_dir=clip.parent)
+    decoder.start()
+    try:
+        deadline = time.monotonic() + 10.0
+        while decoder.stats()["state"] != "failed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        decoder.stop()
+    stats = decoder.stats()
+    # The session ended after 5 damaged packets in a row, before the end of the file (14 packets):
+    # a file that gave nothing fails; a live stream would reconnect instead of skipping forever.
+    assert stats["corrupt"] == 5 and "5 damaged packets in a row" in (stats["last_error"] or "")
